@@ -1,0 +1,5 @@
+"""Built-in attacks. Importing this package registers them in
+:data:`robustbench_nlp.registry.ATTACKS`; textattack itself is imported lazily, when an
+attack runs."""
+
+from .base import Attack, ExampleResult  # noqa: F401

@@ -1,0 +1,188 @@
+"""The victim-model wrapper textattack queries: text in, class probabilities out.
+
+textattack's own ``HuggingFaceModelWrapper`` pads every query to ``model_max_length`` (512 for
+MiniLM, about 10x slower than dynamic padding on CPU) and asserts the model is a
+``transformers.PreTrainedModel``, which rejects our :class:`TextClassifier` and any peft
+``PeftModel`` (``shared/REFERENCE.md``). :class:`ClassifierWrapper` pads to the longest text of
+each batch instead, sorts a call's texts by token length to reduce padding, and caches
+repeated queries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from robustbench_nlp.textattack_compat import import_textattack
+
+_ta = import_textattack()
+
+
+class ClassifierWrapper(_ta.models.wrappers.ModelWrapper):
+    """Wrap a :class:`~robustbench_nlp.backbones.TextClassifier` and its tokenizer.
+
+    Args:
+        model: the classifier; ``model(input_ids=, attention_mask=, token_type_ids=)`` returns
+            logits [B, C]. Its encoder may be a peft ``PeftModel``.
+        tokenizer: the matching Hugging Face tokenizer.
+        max_length: truncation length in tokens (pairs: ``longest_first``); ``None`` uses
+            the tokenizer's ``model_max_length`` capped at 512.
+        batch_size: texts per forward pass.
+        cache_size: most queries kept in the probability cache (LRU); 0 disables it.
+
+    Attributes:
+        forward_seconds: wall time spent in model forward passes (tokenisation excluded).
+        num_queries: texts received by :meth:`__call__` (cache hits included).
+        num_forward: texts actually run through the model.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer, max_length: int | None = 128,
+                 batch_size: int = 32, cache_size: int = 2 ** 16) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        if max_length is None:
+            mml = getattr(tokenizer, "model_max_length", 512) or 512
+            max_length = min(int(mml), 512)
+        self.max_length = int(max_length)
+        self.batch_size = max(1, int(batch_size))
+        self.cache_size = max(0, int(cache_size))
+        self._cache: OrderedDict = OrderedDict()
+        self.forward_seconds = 0.0
+        self.num_queries = 0
+        self.num_forward = 0
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the model's parameters (CPU for a parameterless model)."""
+        try:
+            return next(self.model.parameters()).device
+        except StopIteration:  # pragma: no cover
+            return torch.device("cpu")
+
+    def reset_stats(self) -> None:
+        """Zero the timing and query counters (the cache is kept)."""
+        self.forward_seconds = 0.0
+        self.num_queries = 0
+        self.num_forward = 0
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    @staticmethod
+    def _key(text) -> str | tuple[str, ...]:
+        if isinstance(text, str):
+            return text
+        if isinstance(text, (tuple, list)) and all(isinstance(t, str) for t in text):
+            return text[0] if len(text) == 1 else tuple(text)
+        raise TypeError(f"expected a str or a tuple of str, got {type(text).__name__}")
+
+    def _encode(self, texts: Sequence) -> list[dict]:
+        """Tokenise without padding: one dict of id lists per text."""
+        if not texts:
+            return []
+        kw = dict(truncation=True, max_length=self.max_length, padding=False)
+        if isinstance(texts[0], str):
+            enc = self.tokenizer(list(texts), **kw)
+        else:
+            if any(len(t) != 2 for t in texts):
+                raise ValueError("text pairs must have exactly two segments")
+            enc = self.tokenizer([t[0] for t in texts], [t[1] for t in texts], **kw)
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+        return [{k: enc[k][i] for k in keys} for i in range(len(texts))]
+
+    @torch.inference_mode()
+    def _forward(self, texts: Sequence) -> np.ndarray:
+        """Probabilities (float64) for ``texts`` (all single or all pairs), input order."""
+        feats = self._encode(texts)
+        order = sorted(range(len(feats)), key=lambda i: len(feats[i]["input_ids"]))
+        out = np.empty((len(feats), 0))
+        device = self.device
+        flags = getattr(self.tokenizer, "deprecation_warnings", None)
+        if isinstance(flags, dict):  # padding pre-tokenised ids is what we want here
+            flags["Asking-to-pad-a-fast-tokenizer"] = True
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                batch = self.tokenizer.pad([feats[i] for i in idx], padding="longest",
+                                           return_tensors="pt")
+                batch = {k: v.to(device) for k, v in batch.items()}
+                t0 = time.perf_counter()
+                logits = self.model(**batch)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                self.forward_seconds += time.perf_counter() - t0
+                probs = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+                if out.shape[1] == 0:
+                    out = np.empty((len(feats), probs.shape[1]), dtype=np.float64)
+                out[idx] = probs
+        finally:
+            if was_training:
+                self.model.train()
+        self.num_forward += len(feats)
+        return out
+
+    def __call__(self, text_input_list: Iterable, **kwargs) -> np.ndarray:
+        """Class probabilities for each input.
+
+        Args:
+            text_input_list: strings, or tuples of two strings for sentence-pair tasks
+                (textattack's ``AttackedText.tokenizer_input``); a bare string counts as a
+                one-element list (a bare tuple is read as a list of single texts).
+
+        Returns:
+            float64 array [N, C] of softmax probabilities, in input order (float64 so that
+            textattack's "rows sum to 1 within 1e-6" check never re-applies a softmax).
+        """
+        if isinstance(text_input_list, str):
+            text_input_list = [text_input_list]
+        keys = [self._key(t) for t in text_input_list]
+        self.num_queries += len(keys)
+        result: dict = {}
+        missing = []
+        for k in keys:
+            if k in result:
+                continue
+            if self.cache_size and k in self._cache:
+                self._cache.move_to_end(k)
+                result[k] = self._cache[k]
+            else:
+                result[k] = None
+                missing.append(k)
+        # single texts and pairs are tokenised separately
+        for group in ([k for k in missing if isinstance(k, str)],
+                      [k for k in missing if not isinstance(k, str)]):
+            if not group:
+                continue
+            probs = self._forward(group)
+            for k, p in zip(group, probs):
+                result[k] = p
+                if self.cache_size:
+                    self._cache[k] = p
+                    if len(self._cache) > self.cache_size:
+                        self._cache.popitem(last=False)
+        if not keys:
+            return np.zeros((0, 0), dtype=np.float64)
+        return np.stack([result[k] for k in keys])
+
+    def predict(self, texts: Iterable) -> np.ndarray:
+        """Predicted label ids [N] for ``texts`` (same input forms as :meth:`__call__`)."""
+        probs = self(list(texts))
+        return probs.argmax(axis=1) if probs.size else np.zeros(0, dtype=np.int64)
+
+    def _tokenize(self, inputs):
+        """Token strings per input (textattack's ``ModelWrapper.tokenize``)."""
+        out = []
+        for t in inputs:
+            k = self._key(t)
+            ids = (self.tokenizer(k, truncation=True, max_length=self.max_length)["input_ids"]
+                   if isinstance(k, str) else
+                   self.tokenizer(k[0], k[1], truncation=True,
+                                  max_length=self.max_length)["input_ids"])
+            out.append(self.tokenizer.convert_ids_to_tokens(ids))
+        return out

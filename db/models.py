@@ -1,0 +1,124 @@
+"""SQLAlchemy 2 ORM models: a run, its metrics, and one row per attacked example.
+
+The same models serve SQLite (default ``rbnlp.db``) and any other SQLAlchemy URL
+(e.g. ``postgresql+psycopg://...``); JSON columns use SQLAlchemy's portable ``JSON`` type.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+#: bump when the tables change; :mod:`robustbench_nlp.db.store` refuses other versions
+SCHEMA_VERSION = 1
+
+RUN_STATUSES = ("training", "trained", "attacking", "finished", "failed")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SchemaInfo(Base):
+    """Single-row table holding the schema version of the database."""
+
+    __tablename__ = "rbnlp_schema"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class Run(Base):
+    """One training + attack run (a leaderboard entry once ``status == 'finished'``)."""
+
+    __tablename__ = "runs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                 onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    task: Mapped[str] = mapped_column(String(32), index=True)
+    defense: Mapped[str] = mapped_column(String(64), index=True)
+    attack: Mapped[str] = mapped_column(String(64), index=True)
+    model: Mapped[str] = mapped_column(String(256), index=True)
+    seed: Mapped[int] = mapped_column(Integer)
+    num_examples: Mapped[int | None] = mapped_column(Integer)
+    #: RunConfig, defense config and attack config as given
+    config: Mapped[dict] = mapped_column(JSON)
+    #: resolved backbone: source, model_type, pooling (head), parameter count
+    backbone: Mapped[dict] = mapped_column(JSON, default=dict)
+    #: package versions (torch, transformers, textattack, peft, ...)
+    versions: Mapped[dict] = mapped_column(JSON, default=dict)
+    #: attack resources (embedding space, sentence encoder, POS tagger) with fingerprints
+    resources: Mapped[dict] = mapped_column(JSON, default=dict)
+    #: data sources of the train / eval splits and their caveats
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    trainable_params: Mapped[int | None] = mapped_column(Integer)
+    train_seconds: Mapped[float | None] = mapped_column(Float)
+    attack_seconds: Mapped[float | None] = mapped_column(Float)
+    peak_memory_mb: Mapped[float | None] = mapped_column(Float)
+    train_stats: Mapped[dict] = mapped_column(JSON, default=dict)
+    artifact_dir: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    metrics: Mapped["Metrics | None"] = relationship(back_populates="run", uselist=False,
+                                                     cascade="all, delete-orphan")
+    examples: Mapped[list["Example"]] = relationship(back_populates="run",
+                                                     cascade="all, delete-orphan")
+
+
+class Metrics(Base):
+    """Aggregate metrics of a run (percentages 0-100; TextAttack definitions)."""
+
+    __tablename__ = "metrics"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    acc: Mapped[float | None] = mapped_column(Float)  # clean accuracy, full eval split
+    f1: Mapped[float | None] = mapped_column(Float)
+    eval_examples: Mapped[int | None] = mapped_column(Integer)
+    attacked_clean_acc: Mapped[float | None] = mapped_column(Float)
+    aua: Mapped[float | None] = mapped_column(Float)
+    avg: Mapped[float | None] = mapped_column(Float)
+    asr: Mapped[float | None] = mapped_column(Float)
+    attacked: Mapped[int | None] = mapped_column(Integer)
+    successful: Mapped[int | None] = mapped_column(Integer)
+    failed: Mapped[int | None] = mapped_column(Integer)
+    skipped: Mapped[int | None] = mapped_column(Integer)
+    avg_queries: Mapped[float | None] = mapped_column(Float)
+    avg_perturbed_pct: Mapped[float | None] = mapped_column(Float)
+    pred_distribution: Mapped[dict] = mapped_column(JSON, default=dict)
+    gold_distribution: Mapped[dict] = mapped_column(JSON, default=dict)
+    degenerate: Mapped[bool] = mapped_column(Boolean, default=False)
+    delta_ratio: Mapped[float | None] = mapped_column(Float)
+
+    run: Mapped[Run] = relationship(back_populates="metrics")
+
+
+class Example(Base):
+    """One attacked example of a run."""
+
+    __tablename__ = "examples"
+    __table_args__ = (UniqueConstraint("run_id", "idx", name="uq_example_run_idx"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    idx: Mapped[int] = mapped_column(Integer)  # row index in the evaluation split
+    original: Mapped[list] = mapped_column(JSON)  # segments
+    adversarial: Mapped[list] = mapped_column(JSON)
+    attacked_segment: Mapped[int | None] = mapped_column(Integer)
+    gold: Mapped[int] = mapped_column(Integer)
+    pred_before: Mapped[int] = mapped_column(Integer)
+    pred_after: Mapped[int] = mapped_column(Integer)
+    result: Mapped[str] = mapped_column(String(16), index=True)
+    queries: Mapped[int] = mapped_column(Integer)
+    num_words: Mapped[int] = mapped_column(Integer)
+    perturbed_words: Mapped[int] = mapped_column(Integer)
+    extra: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    run: Mapped[Run] = relationship(back_populates="examples")

@@ -1,0 +1,87 @@
+"""Robustness metrics, following TextAttack's definitions (``textattack/metrics``).
+
+N attacked examples end as successful S, failed F or skipped K:
+
+* clean accuracy on the attacked set = (N − K) / N × 100
+* AUA (accuracy under attack) = F / N × 100
+* attack success rate ASR = S / (S + F) × 100
+* average perturbed-word % = mean over successful examples of perturbed / words × 100
+* average queries = mean over non-skipped examples
+* AVG = (ACC + AUA) / 2 with ACC the clean accuracy on the full evaluation split (PEAFT paper)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterable, Mapping
+
+#: a run is flagged degenerate when its majority predicted class exceeds that class's share
+#: of gold labels by more than this many percentage points
+DEGENERATE_MARGIN = 15.0
+
+
+@dataclass
+class AttackSummary:
+    """Aggregate metrics of one attacked run (percentages in 0-100)."""
+
+    attacked: int
+    successful: int
+    failed: int
+    skipped: int
+    attacked_clean_acc: float
+    aua: float
+    asr: float | None
+    avg_queries: float | None
+    avg_perturbed_pct: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(results: Iterable[Mapping]) -> AttackSummary:
+    """Aggregate per-example results (mappings with ``result``, ``queries``, ``num_words``,
+    ``perturbed_words``) into an :class:`AttackSummary`.
+
+    Raises:
+        ValueError: an unknown result type.
+    """
+    s = f = k = 0
+    queries: list[int] = []
+    perturbed: list[float] = []
+    for r in results:
+        kind = r["result"]
+        if kind == "successful":
+            s += 1
+            perturbed.append(100.0 * r["perturbed_words"] / max(r["num_words"], 1))
+        elif kind == "failed":
+            f += 1
+        elif kind == "skipped":
+            k += 1
+            continue
+        else:
+            raise ValueError(f"unknown result type {kind!r}")
+        queries.append(r["queries"])
+    n = s + f + k
+    pct = (lambda x: 100.0 * x / n) if n else (lambda x: 0.0)
+    return AttackSummary(
+        attacked=n, successful=s, failed=f, skipped=k,
+        attacked_clean_acc=pct(n - k), aua=pct(f),
+        asr=100.0 * s / (s + f) if s + f else None,
+        avg_queries=sum(queries) / len(queries) if queries else None,
+        avg_perturbed_pct=sum(perturbed) / len(perturbed) if perturbed else None,
+    )
+
+
+def avg_score(acc: float, aua: float) -> float:
+    """The PEAFT paper's AVG = (ACC + AUA) / 2."""
+    return (acc + aua) / 2.0
+
+
+def degenerate(pred_share: Mapping[str, float], gold_share: Mapping[str, float],
+               margin: float = DEGENERATE_MARGIN) -> bool:
+    """True when the most-predicted class's share (%) exceeds its gold share by > ``margin``
+    points: such a model cannot be attacked on most inputs and so looks robust."""
+    if not pred_share:
+        return False
+    top = max(pred_share, key=pred_share.get)
+    return pred_share[top] - gold_share.get(top, 0.0) > margin
