@@ -1,5 +1,6 @@
 """Built-in attacks. Importing this package registers them in
 :data:`robustbench_nlp.registry.ATTACKS`; textattack itself is imported lazily, when an
-attack runs."""
+attack is built."""
 
+from . import textfooler  # noqa: F401
 from .base import Attack, ExampleResult  # noqa: F401

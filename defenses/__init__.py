@@ -5,5 +5,5 @@ Add a defense: a module here with a ``Defense`` subclass decorated by
 ``@DEFENSES.register("name")``, imported below (see README, "Add a defense").
 """
 
-from . import finetune, peaft, prompt_tuning  # noqa: F401
+from . import finetune, freelb, peaft, prompt_tuning, rose  # noqa: F401
 from .base import Defense, TrainConfig  # noqa: F401

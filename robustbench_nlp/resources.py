@@ -175,7 +175,7 @@ register_embedding(EmbeddingSpec(
 ))
 
 
-def nearest_neighbours(matrix: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
+def nearest_neighbours(matrix: np.ndarray, k: int, chunk: int = 512) -> np.ndarray:
     """Cosine nearest neighbours of every row, the row itself first.
 
     Args:
@@ -199,7 +199,7 @@ def nearest_neighbours(matrix: np.ndarray, k: int, chunk: int = 1024) -> np.ndar
         sims = x[start:stop] @ x.T
         rows = np.arange(stop - start)
         sims[rows, np.arange(start, stop)] = -np.inf  # self is placed first explicitly
-        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        part = np.argpartition(sims, sims.shape[1] - k, axis=1)[:, -k:]
         part_sims = np.take_along_axis(sims, part, axis=1)
         order = np.lexsort((part, -part_sims), axis=1)
         out[start:stop, 0] = np.arange(start, stop)
@@ -325,13 +325,15 @@ class USEm3Encoder(SentenceEncoder):
     Args:
         threshold, metric, compare_against_original, window_size,
         skip_text_shorter_than_window: as ``textattack``'s ``UniversalSentenceEncoder``.
-        threads: BLAS threads for the numpy encoder.
+        threads: BLAS threads for the numpy encoder. Default 1: its micro-batches are small
+            (≤ 384 tokens), and on a 2-core machine shared with another process 2 threads
+            were 14x slower than 1 (busy-waiting BLAS threads).
         cache_size: sentences whose embeddings are kept (windows repeat a lot).
     """
 
     def __init__(self, threshold: float = 0.840845057, metric: str = "angular",
                  compare_against_original: bool = False, window_size: int | None = 15,
-                 skip_text_shorter_than_window: bool = True, threads: int = 2,
+                 skip_text_shorter_than_window: bool = True, threads: int = 1,
                  cache_size: int = 2 ** 15) -> None:
         super().__init__(threshold=threshold, metric=metric,
                          compare_against_original=compare_against_original,
