@@ -168,7 +168,7 @@ def execute(cfg: RunConfig, resume: str | None = None, store=None, echo=print) -
     train_df, train_src = load_split(task, "train", cfg.data_dir)
     dev_df, dev_src = load_split(task, "validation", cfg.data_dir)
     tokenizer, model, info = load_backbone(cfg.model, task.num_labels, cfg.pooling)
-    defense.setup(model, tokenizer, {**info, "task": task})
+    defense.setup(model, tokenizer, {**info, "task": task, "train_size": len(train_df)})
     model.to(device)
     trainable = sum(q.numel() for q in model.parameters() if q.requires_grad)
     config_record = {"run": config_to_dict(cfg), "defense": dataclasses.asdict(defense.config),
