@@ -4,12 +4,17 @@
 ``rbnlp list KIND``     defenses, attacks, tasks or models, with their parameters
 ``rbnlp leaderboard``   the stored runs of one task × attack, ranked by AUA
 ``rbnlp show RUN_ID``   one run's record and metrics
+``rbnlp merge RUN_ID``  finish a run attacked in shards (``rbnlp run --shard I/N``)
+``rbnlp app``           the Streamlit leaderboard app on localhost
+``rbnlp resources build``  build (or check) the cached offline attack resources
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 
 from .errors import RBNLPError
@@ -36,6 +41,7 @@ def summary_table(m: dict, run: dict) -> str:
         ("avg queries", _fmt(m.get("avg_queries"), 1)),
         ("avg perturbed words %", _fmt(m.get("avg_perturbed_pct"))),
         ("trainable parameters", f"{run['trainable']:,}"),
+        ("peak training memory (MB)", _fmt(run.get("peak_mb"), 0)),
         ("train / attack time (s)", f"{_fmt(run['train_s'], 1)} / {_fmt(run['attack_s'], 1)}"),
         ("mean ‖δ‖/‖E(x)‖", _fmt(m.get("delta_ratio"), 4)),
         ("predicted classes % (dev)",
@@ -51,9 +57,28 @@ def summary_table(m: dict, run: dict) -> str:
     return "\n".join([line] + [f"{k:<{w}}  {v}" for k, v in rows] + [line])
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Turn SIGTERM (``kill``, job schedulers) into ``KeyboardInterrupt("SIGTERM")`` while a
+    run executes, so it stops like Ctrl-C: committed rows kept, run left resumable."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_run(args) -> int:
     from .config import parse_set_options
     from .db import open_store
+    from .distributed import is_main_process, parse_shard
     from .runner import RunConfig, execute
 
     cfg = RunConfig(defense=args.defense, attack=args.attack, task=args.task, model=args.model,
@@ -61,19 +86,54 @@ def cmd_run(args) -> int:
                     num_examples=None if args.num_examples == 0 else args.num_examples,
                     max_length=args.max_length, device=args.device, db=args.db,
                     runs_dir=args.runs_dir, data_dir=args.data_dir,
-                    progress=not args.no_progress,
+                    progress=not args.no_progress, workers=args.workers,
+                    mixed_precision=args.mixed_precision,
+                    gradient_checkpointing=args.gradient_checkpointing,
                     defense_params=parse_set_options(args.set),
                     attack_params=parse_set_options(args.attack_set))
     if args.query_budget is not None:
         cfg.attack_params["query_budget"] = str(args.query_budget)
+    shard = parse_shard(args.shard)
+    if not is_main_process():  # accelerate launch: only the main process uses the database
+        with _sigterm_as_interrupt():
+            execute(cfg, resume=args.resume, shard=shard)
+        return 0
     store = open_store(args.db)
-    m = execute(cfg, resume=args.resume, store=store, echo=lambda s: print(s, flush=True))
+    with _sigterm_as_interrupt():
+        m = execute(cfg, resume=args.resume, store=store, echo=lambda s: print(s, flush=True),
+                    continue_matching=not args.fresh, shard=shard)
     run = store.get_run(m["run_id"])
+    if m.get("complete") is False:
+        print(f"run {run.id}: shard {args.shard} stored; {m['missing']} examples of other "
+              f"shards still missing (status {run.status})")
+        return 0
     print(summary_table(m, {"run_id": run.id, "what": f"{run.task} / {run.defense} / {run.attack}",
                             "trainable": run.trainable_params or 0,
+                            "peak_mb": run.peak_memory_mb,
                             "train_s": run.train_seconds, "attack_s": run.attack_seconds}))
     print(f"stored in {store.engine.url.render_as_string()} (run {run.id}); "
           f"artifacts in {run.artifact_dir}")
+    return 0
+
+
+def cmd_merge(args) -> int:
+    from .db import open_store
+    from .runner import merge
+
+    store = open_store(args.db)
+    m = merge(store, args.run_id, data_dir=args.data_dir)
+    run = store.get_run(args.run_id)
+    print(summary_table(m, {"run_id": run.id, "what": f"{run.task} / {run.defense} / {run.attack}",
+                            "trainable": run.trainable_params or 0,
+                            "peak_mb": run.peak_memory_mb,
+                            "train_s": run.train_seconds, "attack_s": run.attack_seconds}))
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .sweep import run_sweep
+
+    run_sweep(args.config, db=args.db, dry_run=args.dry_run, echo=lambda s: print(s, flush=True))
     return 0
 
 
@@ -119,17 +179,89 @@ def cmd_show(args) -> int:
     return 0
 
 
-def cmd_leaderboard(args) -> int:
-    from .leaderboard import leaderboard
+def cmd_resources(args) -> int:
+    import time
 
-    df = leaderboard(args.db, task=args.task, attack=args.attack)
+    from . import resources as R
+    from .registry import ATTACKS
+
+    if args.action == "list":
+        for name, spec in R.EMBEDDINGS.items():
+            try:
+                path = R.embedding_cache_path(name)
+                state = f"built: {path}" if (path / "info.json").is_file() else "not built"
+            except RBNLPError as e:
+                state = f"unavailable: {e}"
+            print(f"{name}: {spec.description}\n    {state}")
+        return 0
+    names = args.embedding or [ATTACKS.get("textfooler").Config().embedding]
+    for name in names:
+        t0 = time.perf_counter()
+        _, info = R.load_word_embedding(name, progress=not args.no_progress)
+        print(f"{name}: {info['vocab_size']:,} words x {info['dim']} d, {info['neighbours']} "
+              f"neighbours, fingerprint {info['fingerprint'][:16]}; ready in "
+              f"{time.perf_counter() - t0:.1f} s; {info['cache_path']}", flush=True)
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from .leaderboard import leaderboard, paper_rows, resource_groups
+
+    df = (paper_rows(args.task, args.attack) if args.paper
+          else leaderboard(args.db, task=args.task, attack=args.attack))
     if args.format == "csv":
         print(df.to_csv(index=False), end="")
     elif args.format == "json":
         print(df.to_json(orient="records", indent=2))
+    elif args.paper:
+        print(df.to_markdown(index=False) if len(df) else "(the paper reports no numbers here)")
     else:
-        print(df.to_markdown(index=False) if len(df) else "(no finished runs)")
+        # same tables as the app: one per attack-resources tag, then the paper's rows apart
+        if not len(df):
+            print("(no finished runs)")
+        for tag, rows in resource_groups(df):
+            print(f"measured runs, attack resources: {tag or 'not recorded'}\n")
+            print(rows.to_markdown(index=False) + "\n")
+        prows = paper_rows(args.task, args.attack)
+        if len(prows):
+            print("reported in paper (not measured here, not ranked with measured runs):\n")
+            print(prows.to_markdown(index=False))
     return 0
+
+
+def cmd_app(args) -> int:
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from .app import SCRIPT
+    from .db import default_url, open_store
+    from .errors import ConfigError
+
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port must be 1-65535, got {args.port}")
+    url = args.db or default_url()
+    if "://" not in url:
+        url = f"sqlite:///{url}"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"malformed database URL {url!r}") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not Path(parsed.database).is_file():
+        raise ConfigError(f"database file {parsed.database!r} not found (store runs with "
+                          "`rbnlp run` first, or pass --db)")
+    open_store(url)  # fails here, in one line, on a wrong schema or an unreachable server
+    cmd = [sys.executable, "-m", "streamlit", "run", str(SCRIPT), "--server.address",
+           "localhost", "--server.port", str(args.port), "--server.headless", "true",
+           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+           "--client.toolbarMode", "viewer"]
+    print(f"leaderboard app: http://localhost:{args.port} (database "
+          f"{parsed.render_as_string()})", flush=True)
+    # replace this process, so stopping `rbnlp app` stops the server
+    os.execve(sys.executable, cmd, {**os.environ, "RBNLP_DB": url})
+    return 0  # pragma: no cover - execve does not return
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,9 +293,36 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", default=None, help="local GLUE mirror (default: found "
                    "automatically, else the Hugging Face Hub)")
     r.add_argument("--resume", metavar="RUN_ID", default=None,
-                   help="continue an interrupted run")
+                   help="continue an interrupted run (re-running the same command also "
+                   "continues the latest unfinished run with the same settings)")
+    r.add_argument("--fresh", action="store_true",
+                   help="start a new run even if an unfinished run with the same settings "
+                   "exists")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--workers", type=int, default=1,
+                   help="attack processes, each attacking a disjoint shard of the examples")
+    r.add_argument("--mixed-precision", choices=("auto", "no", "bf16"), default="auto",
+                   help="bfloat16 autocast: auto = on CUDA GPUs that support it (default), "
+                   "bf16 = on any device, no = float32")
+    r.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute backbone activations in the backward pass (less memory)")
+    r.add_argument("--shard", metavar="I/N", default=None,
+                   help="attack only shard I of N of the examples (rows I, I+N, ...); other "
+                   "machines join with --resume RUN_ID --shard J/N and a shared --db")
     r.set_defaults(func=cmd_run)
+
+    mg = sub.add_parser("merge", help="finish a run attacked in shards once every shard is in")
+    mg.add_argument("run_id")
+    mg.add_argument("--db", default=None)
+    mg.add_argument("--data-dir", default=None)
+    mg.set_defaults(func=cmd_merge)
+
+    sw = sub.add_parser("sweep", help="run a grid of runs from a YAML file (skips finished "
+                        "cells, resumes unfinished ones)")
+    sw.add_argument("config", help="sweep YAML file (see robustbench_nlp/sweep.py)")
+    sw.add_argument("--db", default=None)
+    sw.add_argument("--dry-run", action="store_true", help="list the cells and an estimated time")
+    sw.set_defaults(func=cmd_sweep)
 
     ls = sub.add_parser("list", help="list defenses, attacks, tasks or models")
     ls.add_argument("kind", choices=("defenses", "attacks", "tasks", "models"))
@@ -179,7 +338,23 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--attack", default="textfooler")
     lb.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
     lb.add_argument("--db", default=None)
+    lb.add_argument("--paper", action="store_true",
+                    help="print the paper's reported numbers (Tables 1-2) instead of runs")
     lb.set_defaults(func=cmd_leaderboard)
+
+    ap = sub.add_parser("app", help="start the Streamlit leaderboard app on localhost")
+    ap.add_argument("--db", default=None, help="SQLAlchemy URL (default $RBNLP_DB or "
+                    "sqlite:///rbnlp.db)")
+    ap.add_argument("--port", type=int, default=8501)
+    ap.set_defaults(func=cmd_app)
+
+    rs = sub.add_parser("resources", help="build or list the cached offline attack resources "
+                        "(word embeddings and their nearest neighbours)")
+    rs.add_argument("action", choices=("build", "list"))
+    rs.add_argument("--embedding", action="append", metavar="NAME",
+                    help="embedding to build (repeatable; default: TextFooler's default)")
+    rs.add_argument("--no-progress", action="store_true")
+    rs.set_defaults(func=cmd_resources)
     return p
 
 
@@ -191,8 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     except RBNLPError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as e:
+        return 143 if str(e) == "SIGTERM" else 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,195 @@
+"""Grid sweeps: defenses × tasks × attacks × backbones × seeds × hyperparameters.
+
+A sweep file (YAML)::
+
+    name: sst2-lambda
+    db: sqlite:///sweep.db          # optional; --db overrides
+    grid:                           # every combination is one run ("cell")
+      defense: [peaft]
+      task: [sst2]
+      attack: [textfooler]
+      model: [minilm]               # change this one field for the paper's backbones
+      seed: [0, 1, 2]
+    params:                         # per-defense hyperparameter grids (--set KEY=VALUE)
+      peaft: {adv_lambda: [0, 0.5, 1]}
+    fixed:                          # run options applied to every cell
+      num_examples: 100
+    attack_params:                  # per-attack options (--attack-set KEY=VALUE)
+      textfooler: {resources: offline}
+
+Cells whose run is already finished in the database are skipped; an unfinished one is
+resumed; so re-running the same command continues an interrupted sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+from .runner import RunConfig
+
+GRID_KEYS = ("defense", "task", "attack", "model", "seed")
+#: seconds per cell assumed by --dry-run when the database has no finished run to learn from
+DEFAULT_SECONDS = {"peaft": 720, "prompt-tuning": 240, "finetune": 180, "freelb": 300,
+                   "rose": 360}
+
+
+@dataclass
+class Cell:
+    """One run of a sweep."""
+
+    cfg: RunConfig
+    key: str = ""
+
+    def label(self) -> str:
+        c = self.cfg
+        extra = ",".join(f"{k}={v}" for k, v in sorted(c.defense_params.items()))
+        return f"{c.defense}/{c.task}/{c.attack}/{c.model}/seed{c.seed}" + (f" [{extra}]" if extra
+                                                                            else "")
+
+
+@dataclass
+class Sweep:
+    name: str
+    cells: list[Cell] = field(default_factory=list)
+    db: str | None = None
+
+
+def run_key(cfg: RunConfig) -> str:
+    """Canonical identity of a run's configuration (what makes two runs 'the same cell')."""
+    d = dataclasses.asdict(cfg)
+    keep = {k: d[k] for k in ("defense", "attack", "task", "model", "pooling", "seed",
+                              "num_examples", "max_length")}
+    keep["defense_params"] = {k: str(v) for k, v in sorted(cfg.defense_params.items())}
+    keep["attack_params"] = {k: str(v) for k, v in sorted(cfg.attack_params.items())}
+    return json.dumps(keep, sort_keys=True)
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Parse a sweep file into its cells (in grid order).
+
+    Raises:
+        ConfigError: unreadable file, unknown top-level or grid keys, empty grid values.
+    """
+    path = Path(path)
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read sweep file {str(path)!r}: {e}") from None
+    unknown = set(spec) - {"name", "db", "grid", "params", "fixed", "attack_params"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown sweep key(s) {', '.join(sorted(unknown))}")
+    grid = dict(spec.get("grid") or {})
+    bad = set(grid) - set(GRID_KEYS)
+    if bad:
+        raise ConfigError(f"{path}: unknown grid key(s) {', '.join(sorted(bad))} "
+                          f"(use {', '.join(GRID_KEYS)})")
+    axes = []
+    for k in GRID_KEYS:
+        vals = grid.get(k, [getattr(RunConfig(), k)])
+        vals = vals if isinstance(vals, list) else [vals]
+        if not vals:
+            raise ConfigError(f"{path}: grid.{k} is empty")
+        axes.append(vals)
+    fixed = dict(spec.get("fixed") or {})
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    for k in fixed:
+        if k not in names or k in GRID_KEYS:
+            raise ConfigError(f"{path}: fixed.{k} is not a run option")
+    params = spec.get("params") or {}
+    attack_params = spec.get("attack_params") or {}
+    cells = []
+    for combo in itertools.product(*axes):
+        base = dict(zip(GRID_KEYS, combo))
+        dgrid = params.get(base["defense"], {}) or {}
+        dkeys = sorted(dgrid)
+        dvals = [v if isinstance(v, list) else [v] for v in (dgrid[k] for k in dkeys)]
+        for dcombo in itertools.product(*dvals) if dkeys else [()]:
+            cfg = RunConfig(**base, **fixed,
+                            defense_params={k: str(v) for k, v in zip(dkeys, dcombo)},
+                            attack_params={k: str(v) for k, v in
+                                           (attack_params.get(base["attack"]) or {}).items()})
+            cells.append(Cell(cfg, run_key(cfg)))
+    return Sweep(spec.get("name", path.stem), cells, spec.get("db"))
+
+
+def cell_status(store, cells: list[Cell]) -> dict[str, tuple[str, str]]:
+    """Map cell key → (status, run id) of its latest run in ``store`` (absent: never run)."""
+    from .runner import config_from_dict
+
+    df = store.runs_frame()
+    out: dict[str, tuple[str, str]] = {}
+    if df.empty:
+        return out
+    wanted = {c.key for c in cells}
+    for _, row in df.sort_values("created_at").iterrows():
+        key = run_key(config_from_dict(row["config"]["run"]))
+        if key in wanted and out.get(key, ("", ""))[0] != "finished":
+            out[key] = (row["status"], row["id"])
+    return out
+
+
+def estimate_seconds(store, cell: Cell) -> float:
+    """Mean train + attack seconds of finished runs of the same defense and task, else
+    :data:`DEFAULT_SECONDS`."""
+    df = store.runs_frame()
+    if not df.empty:
+        same = df[(df["status"] == "finished") & (df["defense"] == cell.cfg.defense)
+                  & (df["task"] == cell.cfg.task)]
+        if len(same):
+            return float((same["train_seconds"].fillna(0) + same["attack_seconds"].fillna(0)).mean())
+    return float(DEFAULT_SECONDS.get(cell.cfg.defense, 600))
+
+
+def run_sweep(path: str | Path, db: str | None = None, dry_run: bool = False,
+              echo=print) -> list[dict]:
+    """Run every cell of a sweep file that is not finished yet.
+
+    Args:
+        path: the YAML sweep file.
+        db: database URL (overrides the file's ``db``).
+        dry_run: only list the cells, their state and an estimated time.
+
+    Returns:
+        one dict per cell: ``label``, ``status`` (``finished`` / ``skipped`` / ``planned``),
+        ``run_id``.
+    """
+    from tqdm.auto import tqdm
+
+    from .db import open_store
+    from .runner import execute
+
+    sweep = load_sweep(path)
+    store = open_store(db or sweep.db)
+    states = cell_status(store, sweep.cells)
+    report = []
+    if dry_run:
+        total = 0.0
+        for c in sweep.cells:
+            st, rid = states.get(c.key, ("new", ""))
+            est = 0.0 if st == "finished" else estimate_seconds(store, c)
+            total += est
+            echo(f"{c.label():70s} {st:10s} {rid:12s} ~{est / 60:.1f} min")
+            report.append({"label": c.label(), "status": st, "run_id": rid})
+        echo(f"{len(sweep.cells)} cells, {sum(1 for r in report if r['status'] == 'finished')} "
+             f"finished; estimated {total / 3600:.2f} h for the rest")
+        return report
+    bar = tqdm(sweep.cells, desc=f"sweep {sweep.name}", unit="run")
+    for c in bar:
+        st, rid = states.get(c.key, ("new", ""))
+        if st == "finished":
+            report.append({"label": c.label(), "status": "skipped", "run_id": rid})
+            continue
+        bar.set_postfix_str(c.label())
+        c.cfg.db = db or sweep.db
+        c.cfg.progress = False
+        m = execute(c.cfg, resume=rid if st in ("training", "trained", "attacking") else None,
+                    store=store, echo=lambda s: tqdm.write(s))
+        report.append({"label": c.label(), "status": "finished", "run_id": m["run_id"]})
+    return report
