@@ -89,6 +89,7 @@ def cmd_run(args) -> int:
                     progress=not args.no_progress, workers=args.workers,
                     mixed_precision=args.mixed_precision,
                     gradient_checkpointing=args.gradient_checkpointing,
+                    epoch_eval_examples=args.epoch_eval or None,
                     defense_params=parse_set_options(args.set),
                     attack_params=parse_set_options(args.attack_set))
     if args.query_budget is not None:
@@ -279,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--num-examples", type=int, default=100,
                    help="dev examples to attack (0 = all)")
+    r.add_argument("--epoch-eval", type=int, default=0, metavar="N",
+                   help="after every epoch store ACC and AUA on the first N dev examples")
     r.add_argument("--query-budget", type=int, default=None,
                    help="max victim queries per attacked example")
     r.add_argument("--max-length", type=int, default=None)

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import torch
 
-from .backbones import DEFAULT_MODEL, load_backbone, pick_device
+from .backbones import (DEFAULT_MODEL, PRECISIONS, autocast_dtype_for,
+                        enable_gradient_checkpointing, load_backbone, pick_device)
+from .distributed import missing_examples, processes, shard_of
 from .config import build_config, param, validate
 from .errors import ConfigError
 from .metrics import avg_score, degenerate, summarize
@@ -55,8 +57,44 @@ class RunConfig:
     runs_dir: str = param("runs", "where trained artifacts go (runs/<run id>/)")
     data_dir: str | None = param(None, "local GLUE mirror (default: found automatically)")
     progress: bool = param(True, "show progress bars")
+    workers: int = param(1, "attack processes: each attacks a disjoint shard of the examples "
+                         "and stores its rows; results equal a 1-worker run", min=1)
+    mixed_precision: str = param("auto", "bfloat16 autocast of the forward passes: bf16 (any "
+                                 "device), auto (bf16 on a CUDA GPU that supports it, else "
+                                 "float32), no (float32)", choices=PRECISIONS)
+    gradient_checkpointing: bool = param(False, "recompute the backbone's activations in the "
+                                         "backward pass (less training memory, more time)")
+    epoch_eval_examples: int | None = param(None, "after every epoch, store ACC (full dev) "
+                                            "and AUA on the first N dev examples "
+                                            "(train_stats['epochs']); None = off", min=1)
     defense_params: dict = field(default_factory=dict)
     attack_params: dict = field(default_factory=dict)
+
+
+def epoch_evaluator(model, tokenizer, task, dev_df, attack, n: int, max_length: int,
+                    echo=print):
+    """An ``on_epoch_end`` callback for :func:`~robustbench_nlp.training.train` recording
+    ACC on the full dev split and AUA on its first ``n`` examples after each epoch (the
+    PEAFT paper's Figure 2b, AUA over epochs).
+
+    Returns:
+        ``(callback, records)``: ``records`` fills with ``{"epoch", "acc", "aua"}`` dicts.
+    """
+    from .attacks.wrapper import ClassifierWrapper
+
+    records: list[dict] = []
+    subset = attack.examples(task, dev_df, n, 0)
+
+    def callback(epoch: int) -> None:
+        model.eval()
+        acc = evaluate(model, tokenizer, dev_df, task, max_length)["acc"]
+        victim = ClassifierWrapper(model, tokenizer, max_length=max_length)
+        res = [r.to_dict() for r in attack.run(victim, task, subset, progress=False)]
+        aua = summarize(res).aua
+        records.append({"epoch": epoch, "acc": acc, "aua": aua})
+        echo(f"epoch {epoch}: ACC {acc:.2f}, AUA {aua:.2f} on {len(res)} examples")
+
+    return callback, records
 
 
 def package_versions() -> dict[str, str]:
@@ -124,79 +162,258 @@ def load_defense(run_dir: Path, model) -> None:
     """Load ``defense.safetensors`` into ``model`` (no unpickling).
 
     Raises:
-        ConfigError: the file is missing or its tensors do not match the model.
+        ConfigError: the file is missing, unreadable, or its tensors do not match the model.
     """
     from safetensors.torch import load_file
 
     path = _state_path(run_dir)
     if not path.is_file():
         raise ConfigError(f"trained defense not found: {path}")
-    state = load_file(str(path), device=str(next(model.parameters()).device))
+    try:
+        state = load_file(str(path), device=str(next(model.parameters()).device))
+    except Exception as e:  # SafetensorError: truncated or not a safetensors file
+        raise ConfigError(f"{path}: not a readable safetensors file ({e})") from None
     missing = set(state) - {n for n, _ in model.named_parameters()}
     if missing:
         raise ConfigError(f"{path}: tensors {sorted(missing)[:3]} do not match the model")
     model.load_state_dict(state, strict=False)
 
 
-def execute(cfg: RunConfig, resume: str | None = None, store=None, echo=print) -> dict:
+def prepare_model(model, cfg: RunConfig, device: torch.device) -> dict:
+    """Move ``model`` to ``device`` and apply the run's precision and gradient-checkpointing
+    options (:func:`~robustbench_nlp.backbones.autocast_dtype_for`,
+    :func:`~robustbench_nlp.backbones.enable_gradient_checkpointing`).
+
+    Returns:
+        the settings recorded with the run's backbone info (``device``, ``autocast``,
+        ``gradient_checkpointing``).
+
+    Raises:
+        ConfigError: bf16 on a GPU without it, or checkpointing on a backbone without it.
+    """
+    model.to(device)
+    model.autocast_dtype = autocast_dtype_for(cfg.mixed_precision, device)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    dtype = model.autocast_dtype
+    return {"device": str(device), "autocast": str(dtype).replace("torch.", "") if dtype else None,
+            "gradient_checkpointing": bool(cfg.gradient_checkpointing)}
+
+
+def _train_follower(procs) -> dict:
+    """A non-main process of a multi-process launch: train in lockstep with the main process
+    on the configuration it sends, then return (the main process stores everything)."""
+    record = procs.receive()
+    if record is None:
+        return {"run_id": None}
+    cfg = config_from_dict(record)
+    p = plan(cfg)
+    seed_everything(cfg.seed)
+    train_df, _ = load_split(p.task, "train", cfg.data_dir)
+    tokenizer, model, info = load_backbone(cfg.model, p.task.num_labels, cfg.pooling)
+    p.defense.setup(model, tokenizer, {**info, "task": p.task, "train_size": len(train_df)})
+    prepare_model(model, cfg, procs.device)
+    train(model, p.defense, tokenizer, train_df, p.task, max_length=p.max_length,
+          seed=cfg.seed, device=procs.device, progress=False, processes=procs)
+    return {"run_id": None}
+
+
+def finish_run(store, run_id: str) -> dict:
+    """Add the attack metrics of every stored example to the run's stored clean metrics, save
+    them and mark the run ``finished``.
+
+    Returns:
+        the metrics row as a dict.
+
+    Raises:
+        ConfigError: the run has no clean evaluation stored.
+    """
+    run = store.get_run(run_id)
+    if run.metrics is None or run.metrics.acc is None:
+        raise ConfigError(f"run {run_id!r} has no clean evaluation stored yet (status "
+                          f"{run.status})")
+    clean = {k: getattr(run.metrics, k) for k in CLEAN_METRICS}
+    summary = summarize(store.examples(run_id))
+    m = {**clean, **summary.to_dict(), "avg": avg_score(clean["acc"], summary.aua)}
+    store.save_metrics(run_id, **m)
+    store.update_run(run_id, status="finished", finished_at=_now())
+    return m
+
+
+#: metrics of the clean evaluation, stored before the attack starts
+CLEAN_METRICS = ("acc", "f1", "eval_examples", "pred_distribution", "gold_distribution",
+                 "degenerate", "delta_ratio")
+
+
+def merge(store, run_id: str, data_dir: str | None = None) -> dict:
+    """Finish a run attacked in shards (``rbnlp merge``) once every example is stored.
+
+    Args:
+        store: the run's database.
+        run_id: the run.
+        data_dir: local GLUE mirror, to list the run's examples (default: the run's).
+
+    Returns:
+        the metrics row (plus ``run_id``); a finished run's stored metrics unchanged.
+
+    Raises:
+        ConfigError: unknown run, no clean evaluation yet, or examples still missing
+            (the message says how many).
+    """
+    run = store.get_run(run_id)
+    if run.status == "finished":
+        return {"run_id": run_id, **{c.name: getattr(run.metrics, c.name)
+                                     for c in run.metrics.__table__.columns}}
+    cfg = config_from_dict(run.config["run"])
+    p = plan(cfg)
+    dev_df, _ = load_split(p.task, "validation", data_dir or cfg.data_dir)
+    examples = p.attack.examples(p.task, dev_df, cfg.num_examples, cfg.seed)
+    missing = missing_examples(examples["index"], store.examples(run_id))
+    if missing:
+        raise ConfigError(f"run {run_id!r}: {len(missing)} of {len(examples)} examples are not "
+                          f"stored yet (first missing dev index {missing[0]}); run the "
+                          "remaining shards")
+    return {"run_id": run_id, **finish_run(store, run_id)}
+
+
+def execute(cfg: RunConfig, resume: str | None = None, store=None, echo=print,
+            continue_matching: bool = False, shard: tuple[int, int] | None = None) -> dict:
     """Run (or resume) one defense × attack × task × backbone experiment.
+
+    In a multi-process launch (``accelerate launch``, :mod:`robustbench_nlp.distributed`)
+    only the main process uses the database and the artifacts: it sends the configuration
+    to the other processes, all of them train together, and the main process alone
+    evaluates, attacks and stores; the other processes return ``{"run_id": None}`` after
+    training.
+
+    With ``shard=(i, n)`` this process attacks only the rows ``examples[i::n]`` of the run's
+    examples; the run is finished by whichever shard completes the set (or by
+    :func:`merge`). A shard that joins with ``resume`` needs the run trained and its
+    ``defense.safetensors`` reachable (the run's ``artifact_dir``, or ``runs_dir/<run id>``
+    on this machine); it does not take ownership of the run, since several shards work on
+    it at once.
+
+    Everything that can be wrong with the input (names, hyperparameters, data files, the
+    backbone, the database URL) is checked before the run row is created, so a bad input
+    leaves no run behind.
 
     Args:
         cfg: the run options.
         resume: id of an unfinished run to continue (its stored config is used).
         store: an open :class:`~robustbench_nlp.db.Store` (default: ``cfg.db``).
         echo: printer for progress messages.
+        continue_matching: without ``resume``, continue the newest unfinished run whose
+            stored configuration equals this one (:func:`same_config`) and whose process
+            is gone, instead of starting a new run (what re-running a command does).
 
     Returns:
         the run's metrics row as a dict (plus ``run_id``).
 
     Raises:
-        ConfigError: invalid configuration, unknown run id, unusable database.
+        ConfigError: invalid configuration, unknown or finished run id, a run still being
+            worked on by a live process, unusable database.
+        DataError / UnknownNameError: bad data files or names.
+        KeyboardInterrupt: on SIGINT (and SIGTERM under the CLI); the run stays unfinished
+            and resumable.
     """
+    procs = processes(cfg.device)
+    if not procs.is_main:
+        return _train_follower(procs)
+    try:
+        return _execute(cfg, resume, store, echo, continue_matching, shard, procs)
+    finally:
+        procs.abort()  # the other processes stop if this one failed before training
+
+
+def _execute(cfg: RunConfig, resume, store, echo, continue_matching, shard, procs) -> dict:
+    """:func:`execute` in the main process."""
     from .db import open_store
+    from .db.store import owner_alive
 
     store = store or open_store(cfg.db)
+    local_runs_dir = cfg.runs_dir
     if resume:
         run = store.get_run(resume)
         if run.status == "finished":
             raise ConfigError(f"run {resume!r} is already finished")
+        if shard is not None and run.train_seconds is None:
+            raise ConfigError(f"run {resume!r} is not trained yet (status {run.status}); a "
+                              "shard joins a trained run (resume its training without --shard)")
+        if shard is None and owner_alive(run.host, run.pid):
+            raise ConfigError(f"run {resume!r} is still being worked on by process "
+                              f"{run.pid} on {run.host}; wait for it or stop it first")
         cfg = config_from_dict(run.config["run"])
     p = plan(cfg)
     cfg, task, defense, attack = p.cfg, p.task, p.defense, p.attack
-    device = pick_device(cfg.device)
+    device = procs.device if procs.enabled else pick_device(cfg.device)
     seed_everything(cfg.seed)
     train_df, train_src = load_split(task, "train", cfg.data_dir)
     dev_df, dev_src = load_split(task, "validation", cfg.data_dir)
     tokenizer, model, info = load_backbone(cfg.model, task.num_labels, cfg.pooling)
     defense.setup(model, tokenizer, {**info, "task": task, "train_size": len(train_df)})
-    model.to(device)
+    info.update(prepare_model(model, cfg, device), processes=procs.world_size)
     trainable = sum(q.numel() for q in model.parameters() if q.requires_grad)
     config_record = {"run": config_to_dict(cfg), "defense": dataclasses.asdict(defense.config),
                      "attack": dataclasses.asdict(attack.config), "max_length": p.max_length}
     data_record = {"train": train_src, "validation": dev_src,
                    "train_note": task.note("train"), "validation_note": task.note("validation")}
+    if not resume and continue_matching:
+        run = _claim_matching_run(store, cfg, config_record)
+        if run is not None:
+            resume = run.id
+            echo(f"continuing unfinished run {run.id} ({run.status}, "
+                 f"{len(store.examples(run.id))} examples stored); use --fresh for a new run")
+    try:
+        Path(cfg.runs_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"runs directory {cfg.runs_dir!r} cannot be created: "
+                          f"{e.strerror or e}") from None
     if resume:
+        if shard is None and not store.claim_run(resume):
+            run = store.get_run(resume)
+            raise ConfigError(f"run {resume!r} is being worked on by process {run.pid} on "
+                              f"{run.host}; wait for it or stop it first")
         run_id = resume
-        run_dir = Path(run.artifact_dir)
+        run = store.get_run(run_id)
+        run_dir = Path(run.artifact_dir or Path(cfg.runs_dir).resolve() / run_id)
+        if shard is not None and not _state_path(run_dir).is_file():
+            run_dir = Path(local_runs_dir).resolve() / run_id  # a copy on this machine
+            if not _state_path(run_dir).is_file():
+                raise ConfigError(f"trained defense of run {run_id!r} not found at "
+                                  f"{run.artifact_dir} nor {run_dir}; copy the run folder "
+                                  "there or share the runs directory")
+        store.update_run(run_id, error=None)
     else:
-        run_id = store.create_run(task=task.name, defense=defense.name, attack=attack.name,
-                                  model=cfg.model, seed=cfg.seed, num_examples=cfg.num_examples,
-                                  config=config_record, backbone=info, versions=package_versions(),
-                                  data=data_record, trainable_params=trainable)
-        run_dir = Path(cfg.runs_dir) / run_id
-        store.update_run(run_id, artifact_dir=str(run_dir.resolve()))
+        run_id = new_run_id()
+        run_dir = Path(cfg.runs_dir).resolve() / run_id
+        run_id = store.create_run(id=run_id, task=task.name, defense=defense.name,
+                                  attack=attack.name, model=cfg.model, seed=cfg.seed,
+                                  num_examples=cfg.num_examples, config=config_record,
+                                  backbone=info, versions=package_versions(), data=data_record,
+                                  trainable_params=trainable, artifact_dir=str(run_dir))
     echo(f"run {run_id}: {defense.name} on {task.name} ({cfg.model}, {info['pooling']} head, "
          f"{trainable:,} trainable parameters), attack {attack.name}")
     try:
-        if resume and _state_path(run_dir).is_file():
+        if resume and _state_path(run_dir).is_file() and run.train_seconds is not None:
+            procs.skip_training()
             load_defense(run_dir, model)
+            train_stats = dict(run.train_stats or {})
             echo(f"resumed trained defense from {_state_path(run_dir)}")
         else:
             if torch.cuda.is_available() and device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
+            procs.start_training(config_to_dict(cfg))
+            on_epoch, epochs = None, None
+            if cfg.epoch_eval_examples:
+                on_epoch, epochs = epoch_evaluator(model, tokenizer, task, dev_df, attack,
+                                                   cfg.epoch_eval_examples, p.max_length, echo)
             stats = train(model, defense, tokenizer, train_df, task, max_length=p.max_length,
-                          seed=cfg.seed, device=device, progress=cfg.progress)
+                          seed=cfg.seed, device=device, progress=cfg.progress,
+                          processes=procs, on_epoch_end=on_epoch)
             stats.update(defense.stats)
+            if epochs is not None:
+                stats["epochs"] = epochs
+            train_stats = stats
             save_defense(run_dir, defense, model, config_record)
             store.update_run(run_id, status="trained", train_seconds=stats["train_seconds"],
                              train_stats=stats, peak_memory_mb=peak_memory_mb(device))
@@ -204,36 +421,195 @@ def execute(cfg: RunConfig, resume: str | None = None, store=None, echo=print) -
         clean = evaluate(model, tokenizer, dev_df, task, p.max_length)
         gold_share = {n: float((dev_df["label"] == i).mean() * 100)
                       for i, n in enumerate(task.label_names)}
-        store.update_run(run_id, status="attacking", resources=attack.resources())
+        clean_m = {"acc": clean["acc"], "f1": clean.get("f1"), "eval_examples": len(dev_df),
+                   "pred_distribution": clean["pred_distribution"],
+                   "gold_distribution": gold_share,
+                   "degenerate": degenerate(clean["pred_distribution"], gold_share),
+                   "delta_ratio": train_stats.get("delta_ratio")}
+        store.save_metrics(run_id, **clean_m)  # what finish_run / merge add the attack to
         examples = attack.examples(task, dev_df, cfg.num_examples, cfg.seed)
+        truncated = {"max_length": p.max_length, "train": train_stats.get("truncated"),
+                     "eval": count_truncated(tokenizer, dev_df, task, p.max_length),
+                     "attacked": count_truncated(tokenizer, examples, task, p.max_length)}
+        if any(truncated[k] for k in ("train", "eval", "attacked")):
+            echo(f"note: examples longer than {p.max_length} tokens were truncated "
+                 f"(train {truncated['train']}, eval {truncated['eval']}, attacked "
+                 f"{truncated['attacked']}); recorded with the run")
+        store.update_run(run_id, status="attacking", resources=attack.resources(),
+                         data={**data_record, "truncated": truncated})
+        seed_everything(cfg.seed)  # same RNG state at the attack, resumed or not
         done = {r["index"] for r in store.examples(run_id)}
-        todo = examples[~examples["index"].isin(done)]
-        if done:
+        mine = shard_of(examples, shard)
+        todo = mine[~mine["index"].isin(done)]
+        if shard is not None:
+            echo(f"shard {shard[0]}/{shard[1]}: {len(mine)} of {len(examples)} examples, "
+                 f"{len(mine) - len(todo)} already stored")
+        elif done:
             echo(f"resuming attack: {len(done)} of {len(examples)} examples already stored")
         from .attacks.wrapper import ClassifierWrapper
 
-        victim = ClassifierWrapper(model, tokenizer, max_length=p.max_length)
         start = time.perf_counter()
         prior = (store.get_run(run_id).attack_seconds or 0.0)
-        for res in attack.run(victim, task, todo, progress=cfg.progress):
-            store.add_example(run_id, res.to_dict())
+        if cfg.workers > 1 and len(todo) > 1:
+            attack_in_workers(cfg, run_id, run_dir, store, todo, len(train_df), echo)
             store.update_run(run_id, attack_seconds=prior + time.perf_counter() - start)
-        results = store.examples(run_id)
-        summary = summarize(results)
-        m = {"acc": clean["acc"], "f1": clean.get("f1"), "eval_examples": len(dev_df),
-             **summary.to_dict(), "avg": avg_score(clean["acc"], summary.aua),
-             "pred_distribution": clean["pred_distribution"], "gold_distribution": gold_share,
-             "degenerate": degenerate(clean["pred_distribution"], gold_share),
-             "delta_ratio": defense.stats.get("delta_ratio")}
-        store.save_metrics(run_id, **m)
-        store.update_run(run_id, status="finished", finished_at=_now())
-    except KeyboardInterrupt:
-        echo(f"interrupted: run {run_id} kept; continue with `rbnlp run --resume {run_id}`")
+        else:
+            victim = ClassifierWrapper(model, tokenizer, max_length=p.max_length)
+            for res in attack.run(victim, task, todo, progress=cfg.progress):
+                store.add_example(run_id, res.to_dict())
+                store.update_run(run_id, attack_seconds=prior + time.perf_counter() - start)
+        missing = missing_examples(examples["index"], store.examples(run_id))
+        if shard is not None and missing:
+            echo(f"shard {shard[0]}/{shard[1]} stored; {len(missing)} of {len(examples)} "
+                 f"examples still missing: the run finishes when the other shards are in "
+                 f"(or with `rbnlp merge {run_id}`)")
+            return {"run_id": run_id, "complete": False, "missing": len(missing), **clean_m}
+        m = finish_run(store, run_id)
+    except KeyboardInterrupt as e:
+        echo(f"interrupted: run {run_id} kept unfinished; continue it with `rbnlp run "
+             f"--resume {run_id}` or by re-running the same command")
+        try:
+            store.update_run(run_id, error=f"interrupted ({e or 'SIGINT'})")
+        except Exception:  # the run stays consistent without the note
+            pass
         raise
     except Exception as e:
         store.update_run(run_id, status="failed", error=f"{type(e).__name__}: {e}")
         raise
     return {"run_id": run_id, **m}
+
+
+def shard_rows(examples, workers: int) -> list:
+    """Split ``examples`` (a DataFrame) into ``workers`` disjoint shards, round-robin (attack
+    cost grows with sentence length, which drifts along a split; round-robin evens it out).
+    Empty shards are dropped."""
+    shards = [examples.iloc[k::workers] for k in range(workers)]
+    return [sh for sh in shards if len(sh)]
+
+
+def attack_in_workers(cfg: RunConfig, run_id: str, run_dir: Path, store, todo, train_size: int,
+                      echo=print) -> int:
+    """Attack ``todo`` in ``cfg.workers`` processes; each stores its rows in the run.
+
+    Every worker (a fresh ``spawn`` process) rebuilds the backbone and defense from
+    ``run_dir/defense.safetensors`` exactly as ``--resume`` does, builds the attack from the
+    run's config, attacks its shard (:func:`shard_rows`) and commits each row as it is
+    produced, so an interrupted parallel run resumes like a serial one. torch threads are
+    split evenly between workers. The caller computes metrics from the stored rows.
+
+    Returns:
+        the number of rows the workers stored.
+
+    Raises:
+        Exception: the first exception raised in a worker (other workers finish their
+            shards; their rows stay stored).
+    """
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    shards = shard_rows(todo, cfg.workers)
+    threads = max(1, torch.get_num_threads() // len(shards))
+    echo(f"attacking {len(todo)} examples in {len(shards)} worker processes "
+         f"({threads} torch thread{'s' if threads > 1 else ''} each)")
+    url = store.engine.url.render_as_string(hide_password=False)
+    payload = dict(cfg=config_to_dict(cfg), run_id=run_id, run_dir=str(run_dir), db=url,
+                   train_size=train_size, threads=threads)
+    bar = None
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"attack ({len(shards)} workers)", unit="ex")
+    before = len(store.examples(run_id))
+    with ProcessPoolExecutor(len(shards), mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_attack_shard, payload, sh.to_dict("records"))
+                   for sh in shards]
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=2.0, return_when=FIRST_EXCEPTION)
+            if bar is not None:
+                bar.n = len(store.examples(run_id)) - before
+                bar.refresh()
+            for f in done:
+                if f.exception() is not None:
+                    for g in pending:
+                        g.cancel()
+                    raise f.exception()
+    if bar is not None:
+        bar.close()
+    return sum(f.result() for f in futures)
+
+
+def _attack_shard(payload: dict, records: list[dict]) -> int:
+    """Worker body of :func:`attack_in_workers` (runs in a spawned process)."""
+    import pandas as pd
+
+    from .attacks.wrapper import ClassifierWrapper
+    from .db import open_store
+
+    torch.set_num_threads(payload["threads"])
+    cfg = config_from_dict(payload["cfg"])
+    p = plan(cfg)
+    seed_everything(cfg.seed)
+    tokenizer, model, info = load_backbone(cfg.model, p.task.num_labels, cfg.pooling)
+    p.defense.setup(model, tokenizer, {**info, "task": p.task,
+                                       "train_size": payload["train_size"]})
+    prepare_model(model, cfg, pick_device(cfg.device))
+    load_defense(Path(payload["run_dir"]), model)
+    model.eval()
+    victim = ClassifierWrapper(model, tokenizer, max_length=p.max_length)
+    store = open_store(payload["db"])
+    n = 0
+    for res in p.attack.run(victim, p.task, pd.DataFrame.from_records(records),
+                            progress=False):
+        store.add_example(payload["run_id"], res.to_dict())
+        n += 1
+    return n
+
+
+def new_run_id() -> str:
+    """A fresh 12-hex-digit run id."""
+    import uuid
+
+    return uuid.uuid4().hex[:12]
+
+
+#: RunConfig fields that do not change a run's results (ignored when matching a re-run)
+RESULT_NEUTRAL = ("progress", "db", "workers", "gradient_checkpointing")
+
+
+def _comparable(record: dict) -> dict:
+    rec = json.loads(json.dumps(record, default=str))
+    for k in RESULT_NEUTRAL:
+        rec.get("run", {}).pop(k, None)
+    return rec
+
+
+def same_config(a: dict, b: dict) -> bool:
+    """Whether two stored run configurations (``runs.config``) describe the same run: equal
+    after a JSON round trip, ignoring :data:`RESULT_NEUTRAL` options."""
+    return _comparable(a) == _comparable(b)
+
+
+def _claim_matching_run(store, cfg: RunConfig, config_record: dict):
+    """The newest unfinished run of ``store`` with this configuration whose process is gone,
+    now owned by this process; ``None`` when there is none."""
+    for run in store.unfinished_runs(task=cfg.task, defense=cfg.defense, attack=cfg.attack,
+                                     model=cfg.model, seed=cfg.seed,
+                                     num_examples=cfg.num_examples):
+        if same_config(run.config or {}, config_record) and store.claim_run(run.id):
+            return store.get_run(run.id)
+    return None
+
+
+def count_truncated(tokenizer, df, task, max_length: int) -> int:
+    """Rows of ``df`` whose tokenised text (all segments) exceeds ``max_length`` tokens and
+    is therefore truncated by training, evaluation and the attacked model."""
+    from .inference import encode
+    from .training import texts_of
+
+    if len(df) == 0:
+        return 0
+    return int(sum(r["truncated"] for r in encode(tokenizer, texts_of(df, task), max_length)))
 
 
 def _now():

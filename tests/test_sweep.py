@@ -54,3 +54,20 @@ def test_sweep_runs_then_skips(tmp_path, data_dir, monkeypatch):
     lines = []
     run_sweep(p, db=db, dry_run=True, echo=lines.append)
     assert lines[-1].startswith("2 cells, 2 finished")
+
+
+def test_epoch_eval_records_acc_and_aua(tmp_path, data_dir, monkeypatch):
+    from robustbench_nlp.runner import RunConfig, execute
+
+    monkeypatch.chdir(tmp_path)
+    db = f"sqlite:///{tmp_path / 'e.db'}"
+    cfg = RunConfig(defense="prompt-tuning", num_examples=2, epoch_eval_examples=3,
+                    progress=False, db=db, defense_params={"train_examples": "32", "epochs": "2"},
+                    attack_params={"resources": "offline"})
+    m = execute(cfg, store=open_store(db), echo=lambda s: None)
+    epochs = open_store(db).get_run(m["run_id"]).train_stats["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert all(0 <= e["acc"] <= 100 and e["aua"] in (0.0, 100 / 3, 200 / 3, 100.0)
+               for e in epochs)
+    # the last epoch's clean accuracy is the run's ACC (same weights, same dev split)
+    assert epochs[-1]["acc"] == pytest.approx(m["acc"])
