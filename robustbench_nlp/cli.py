@@ -219,7 +219,7 @@ def cmd_leaderboard(args) -> int:
     else:
         # same tables as the app: one per attack-resources tag, then the paper's rows apart
         if not len(df):
-            print("(no finished runs)")
+            print("(no finished runs)\n")
         for tag, rows in resource_groups(df):
             print(f"measured runs, attack resources: {tag or 'not recorded'}\n")
             print(rows.to_markdown(index=False) + "\n")
