@@ -2,5 +2,5 @@
 :data:`robustbench_nlp.registry.ATTACKS`; textattack itself is imported lazily, when an
 attack is built."""
 
-from . import textfooler  # noqa: F401
+from . import advglue, textfooler  # noqa: F401
 from .base import Attack, ExampleResult  # noqa: F401

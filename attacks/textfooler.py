@@ -16,8 +16,8 @@ The attack is assembled component by component exactly as
 
 Three of the recipe's resources must be downloaded (S3 / TF Hub / NLTK). ``resources``
 chooses them: ``"textattack"`` uses textattack's own, ``"offline"`` the substitutes of
-:mod:`robustbench_nlp.resources` (GloVe 50d on the counter-fitted vocabulary, USE
-multilingual v3 in numpy, spaCy tagging), ``"auto"`` textattack's when they are all present
+:mod:`robustbench_nlp.resources` (GloVe 50d on the counter-fitting vocabulary, counter-fitted
+offline with the published procedure; USE multilingual v3 in numpy; spaCy tagging), ``"auto"`` textattack's when they are all present
 locally (cached ``paragramcf``, ``tensorflow_hub``, NLTK's tagger data), else the offline
 ones. :meth:`TextFooler.resources` names what was used; it is stored with every run.
 
@@ -129,8 +129,9 @@ class TextFooler(Attack):
                                      "similarity over a 15-word window", min=0, max=1)
         attacked_column: str | None = param(None, "pair tasks: the segment that may be "
                                             "modified (default: the task's)")
-        embedding: str = param("glove-6b-50d", "offline word embedding (a name in "
-                               "robustbench_nlp.resources.EMBEDDINGS)")
+        embedding: str = param("counterfitted-glove-50d", "offline word embedding (a name "
+                               "in robustbench_nlp.resources.EMBEDDINGS; glove-6b-50d = raw "
+                               "GloVe, whose neighbours include antonyms)")
 
     def __init__(self, config=None) -> None:
         super().__init__(validate(config) if config is not None else None)
@@ -221,7 +222,8 @@ class TextFooler(Attack):
             info = {"mode": mode,
                     "embedding": {k: emb_info[k] for k in ("name", "fingerprint", "vocab_size",
                                                            "dim", "neighbours", "vocabulary",
-                                                           "description") if k in emb_info},
+                                                           "description", "counterfit")
+                                  if k in emb_info},
                     "sentence_encoder": R.sentence_encoder_info(use),
                     "pos_tagger": pos.info()}
         else:

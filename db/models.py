@@ -12,8 +12,9 @@ from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, Str
                         UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-#: bump when the tables change; :mod:`robustbench_nlp.db.store` refuses other versions
-SCHEMA_VERSION = 1
+#: The schema version is the Alembic revision (``db/migrations/versions``); every change to
+#: these models needs a new revision (:mod:`robustbench_nlp.db.store` upgrades databases to
+#: the head revision when it opens them, and refuses revisions it does not know).
 
 RUN_STATUSES = ("training", "trained", "attacking", "finished", "failed")
 
@@ -24,14 +25,6 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     pass
-
-
-class SchemaInfo(Base):
-    """Single-row table holding the schema version of the database."""
-
-    __tablename__ = "rbnlp_schema"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    version: Mapped[int] = mapped_column(Integer)
 
 
 class Run(Base):
@@ -67,6 +60,10 @@ class Run(Base):
     train_stats: Mapped[dict] = mapped_column(JSON, default=dict)
     artifact_dir: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+    #: the process working on the run (host name and pid), so that re-running a command
+    #: continues an unfinished run only when its process is gone (revision 0002)
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
 
     metrics: Mapped["Metrics | None"] = relationship(back_populates="run", uselist=False,
                                                      cascade="all, delete-orphan")

@@ -1,28 +1,49 @@
-"""Database access: open any SQLAlchemy URL, create/check the schema, write runs.
+"""Database access: open any SQLAlchemy URL, create or migrate the schema, write runs.
 
 Every write commits at once, so a run killed at any point leaves a consistent database:
 the run row says how far it got and every example row written is complete. SQLite files
-use WAL journaling and a busy timeout so concurrent runs can share one file.
+use WAL journaling and a 30 s busy timeout, and writes that still meet a locked database are
+retried, so concurrent runs can share one file.
+
+The schema is versioned with Alembic (``db/migrations``): opening a database creates it at the
+head revision, upgrades an older one (including a database written before Alembic was
+adopted, revision ``0001``), and refuses a revision this version of rbnlp does not know.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import socket
+import time
 import uuid
 from contextlib import contextmanager
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
 
 import pandas as pd
-from sqlalchemy import create_engine, event, select
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy import create_engine, event, inspect, select, text, update
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from robustbench_nlp.errors import ConfigError
 
-from .models import SCHEMA_VERSION, Base, Example, Metrics, Run, SchemaInfo, utcnow
+from .models import Base, Example, Metrics, Run, utcnow
 
 DEFAULT_DB = "sqlite:///rbnlp.db"
+#: Alembic scripts (env.py, versions/)
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: the first revision; a database without ``alembic_version`` but with the pre-Alembic
+#: ``rbnlp_schema`` table (version 1) is at this revision
+LEGACY_REVISION = "0001"
+#: SQL dialect names offered in "did you mean" hints for unknown URL schemes
+KNOWN_DIALECTS = ("sqlite", "postgresql", "postgresql+psycopg", "mysql", "mysql+pymysql",
+                  "mariadb", "mssql", "oracle")
+#: attempts of a write that meets a locked / busy database (after the busy timeout)
+WRITE_ATTEMPTS = 5
+
+T = TypeVar("T")
 
 
 def default_url() -> str:
@@ -32,10 +53,67 @@ def default_url() -> str:
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _first_line(e: BaseException) -> str:
+    orig = getattr(e, "orig", None)
+    msg = str(orig if orig is not None else e).strip()
+    return msg.splitlines()[0] if msg else type(e).__name__
+
+
+def _is_lock_error(e: BaseException) -> bool:
+    msg = str(getattr(e, "orig", e)).lower()
+    return isinstance(e, OperationalError) and ("locked" in msg or "busy" in msg)
+
+
+def _migration_config(connection: Connection | None = None):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    """The Alembic head revision: the schema version this rbnlp writes."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_migration_config()).get_current_head()
+
+
+def current_owner() -> tuple[str, int]:
+    """``(host name, pid)`` of this process, recorded on the runs it works on."""
+    return socket.gethostname(), os.getpid()
+
+
+def owner_alive(host: str | None, pid: int | None) -> bool:
+    """Whether the process ``pid`` on ``host`` may still be working on a run.
+
+    Only processes on this host can be checked; a run owned by another host counts as alive
+    (so it is never taken over implicitly). This process itself counts as not alive (its
+    earlier attempt has returned).
+    """
+    if not pid or not host:
+        return False
+    if host != socket.gethostname():
+        return True
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    except OSError:  # pragma: no cover - e.g. Windows without that pid
+        return False
+    return True
 
 
 class Store:
@@ -45,7 +123,8 @@ class Store:
         url: any SQLAlchemy URL; a bare file path is taken as SQLite.
 
     Raises:
-        ConfigError: malformed or unreachable URL, or a database of another schema version.
+        ConfigError: malformed, unsupported or unreachable URL, missing driver, or a
+            database whose schema revision this rbnlp does not know.
     """
 
     def __init__(self, url: str | None = None) -> None:
@@ -55,37 +134,114 @@ class Store:
         try:
             parsed = make_url(url)
         except ArgumentError:
-            raise ConfigError(f"malformed database URL {url!r}") from None
+            raise ConfigError(f"malformed database URL {url!r} (expected e.g. "
+                              "sqlite:///rbnlp.db or postgresql+psycopg://user@host/db)") from None
         self.url = url
+        self.safe_url = parsed.render_as_string(hide_password=True)
+        backend = parsed.get_backend_name()
         kwargs: dict[str, Any] = {}
-        if parsed.get_backend_name() == "sqlite":
+        if backend == "sqlite":
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs["pool_pre_ping"] = True
+            if backend == "postgresql":
+                kwargs["connect_args"] = {"connect_timeout": 10}
         try:
             self.engine: Engine = create_engine(url, **kwargs)
-        except (ArgumentError, ImportError) as e:
-            raise ConfigError(f"cannot use database URL {parsed.render_as_string()!r}: {e}") from None
-        if parsed.get_backend_name() == "sqlite":
+        except ImportError as e:
+            hint = (" (pip install -e \".[postgres]\" and use a postgresql+psycopg:// URL)"
+                    if backend == "postgresql" else "")
+            raise ConfigError(f"cannot use database URL {self.safe_url!r}: its driver is not "
+                              f"installed ({e}){hint}") from None
+        except ArgumentError as e:
+            close = difflib.get_close_matches(parsed.drivername, KNOWN_DIALECTS, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]}://...?" if close else ""
+            raise ConfigError(f"cannot use database URL {self.safe_url!r}: "
+                              f"{_first_line(e)}{hint}") from None
+        self.is_sqlite = backend == "sqlite"
+        if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
-        self._init_schema()
+        try:
+            self._init_schema()
+        except ConfigError:
+            raise
+        except (OperationalError, DBAPIError, ValueError, OSError) as e:
+            raise ConfigError(f"cannot open database {self.safe_url!r}: {_first_line(e)}") from None
+
+    # -- schema -------------------------------------------------------------------------
+    def schema_revision(self) -> str | None:
+        """The database's Alembic revision (``None`` when it has none)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def _schema_state(self, conn: Connection) -> tuple[str, str | None]:
+        """``(state, revision)`` with state one of ``current``, ``old``, ``empty``,
+        ``legacy`` (pre-Alembic, revision 0001); refuses anything else.
+
+        Raises:
+            ConfigError: an unknown revision, an unknown pre-Alembic version, or rbnlp-like
+                tables without any version.
+        """
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+        from alembic.util import CommandError
+
+        script = ScriptDirectory.from_config(_migration_config())
+        head = script.get_current_head()
+        tables = set(inspect(conn).get_table_names())
+        rev = MigrationContext.configure(conn).get_current_revision() \
+            if "alembic_version" in tables else None
+        if rev is not None:
+            if rev == head:
+                return "current", rev
+            try:
+                known = script.get_revision(rev) is not None
+            except CommandError:
+                known = False
+            if not known:
+                raise ConfigError(
+                    f"database {self.safe_url!r} has schema revision {rev!r}, which this rbnlp "
+                    f"does not know (it writes revision {head!r}; the database was probably "
+                    "written by a newer rbnlp): upgrade robustbench_nlp or use another --db")
+            return "old", rev
+        if "rbnlp_schema" in tables:
+            version = conn.execute(text("SELECT version FROM rbnlp_schema WHERE id = 1")).scalar()
+            if version != 1:
+                raise ConfigError(
+                    f"database {self.safe_url!r} has pre-Alembic schema version {version!r}, "
+                    "which no rbnlp release wrote; use another --db")
+            return "legacy", LEGACY_REVISION
+        ours = {t.name for t in Base.metadata.sorted_tables}
+        if tables & ours:
+            raise ConfigError(
+                f"database {self.safe_url!r} has table(s) {', '.join(sorted(tables & ours))} but "
+                "no rbnlp schema version (alembic_version): not an rbnlp database; use another "
+                "--db")
+        return "empty", None
 
     def _init_schema(self) -> None:
-        safe = make_url(self.url).render_as_string()
-        try:
-            with self.engine.begin() as conn:
-                Base.metadata.create_all(conn)
-        except OperationalError as e:
-            msg = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
-            raise ConfigError(f"cannot open database {safe!r}: {msg}") from None
-        with self.session() as s:
-            info = s.get(SchemaInfo, 1)
-            if info is None:
-                s.add(SchemaInfo(id=1, version=SCHEMA_VERSION))
-            elif info.version != SCHEMA_VERSION:
-                raise ConfigError(f"database {safe!r} has schema version {info.version}, this "
-                                  f"rbnlp needs {SCHEMA_VERSION}; use a new --db file")
+        with self.engine.connect() as conn:
+            state, _ = self._schema_state(conn)
+        if state == "current":
+            return
+        from alembic import command
+
+        with self.engine.connect() as conn:
+            # serialise schema changes between processes opening the database at once
+            if self.is_sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(727262)"))
+            state, rev = self._schema_state(conn)  # another process may have done it
+            cfg = _migration_config(conn)
+            if state == "legacy":
+                command.stamp(cfg, LEGACY_REVISION)
+            if state != "current":
+                command.upgrade(cfg, "head")
+            conn.commit()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -101,21 +257,62 @@ class Store:
         finally:
             s.close()
 
+    def _write(self, fn: Callable[[Session], T]) -> T:
+        """Run ``fn(session)`` in its own committed transaction, retrying (with back-off)
+        when the database is still locked after the busy timeout."""
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                with self.session() as s:
+                    return fn(s)
+            except OperationalError as e:
+                if not _is_lock_error(e) or attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * 2 ** attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     # -- runs ---------------------------------------------------------------------------
     def create_run(self, **fields) -> str:
-        """Insert a run (``status='training'`` unless given) and return its id."""
+        """Insert a run (``status='training'`` unless given, owned by this process unless
+        ``host``/``pid`` are given) and return its id."""
         run_id = fields.pop("id", None) or uuid.uuid4().hex[:12]
         fields.setdefault("status", "training")
-        with self.session() as s:
-            s.add(Run(id=run_id, **fields))
+        host, pid = current_owner()
+        fields.setdefault("host", host)
+        fields.setdefault("pid", pid)
+        self._write(lambda s: s.add(Run(id=run_id, **fields)))
         return run_id
 
     def update_run(self, run_id: str, **fields) -> None:
-        with self.session() as s:
+        """Set ``fields`` on run ``run_id`` (and ``updated_at``), committed."""
+        def fn(s: Session) -> None:
             run = s.get(Run, run_id)
             for k, v in fields.items():
                 setattr(run, k, v)
             run.updated_at = utcnow()
+
+        self._write(fn)
+
+    def claim_run(self, run_id: str) -> bool:
+        """Make this process the owner of ``run_id`` unless a live process owns it.
+
+        The owner is swapped with a compare-and-set ``UPDATE``, so of two processes claiming
+        the same run at once exactly one succeeds.
+
+        Returns:
+            ``True`` when this process now owns the run.
+        """
+        run = self.get_run(run_id)
+        if owner_alive(run.host, run.pid) and (run.host, run.pid) != current_owner():
+            return False
+        host, pid = current_owner()
+
+        def fn(s: Session) -> int:
+            q = update(Run).where(Run.id == run_id)
+            q = q.where(Run.host.is_(None) if run.host is None else Run.host == run.host)
+            q = q.where(Run.pid.is_(None) if run.pid is None else Run.pid == run.pid)
+            return s.execute(q.values(host=host, pid=pid, updated_at=utcnow())).rowcount
+
+        return self._write(fn) == 1
 
     def get_run(self, run_id: str) -> Run:
         """The run ``run_id`` (detached, metrics loaded).
@@ -126,19 +323,18 @@ class Store:
         with self.session() as s:
             run = s.get(Run, run_id)
             if run is None:
-                raise ConfigError(f"no run with id {run_id!r} in {make_url(self.url).render_as_string()}")
+                raise ConfigError(f"no run with id {run_id!r} in {self.safe_url}")
             _ = run.metrics
             return run
 
     def add_example(self, run_id: str, r: dict) -> None:
         """Insert one attacked example (an :class:`~attacks.base.ExampleResult` dict), committed."""
-        with self.session() as s:
-            s.add(Example(run_id=run_id, idx=r["index"], original=list(r["original"]),
-                          adversarial=list(r["adversarial"]),
-                          attacked_segment=r["attacked_segment"], gold=r["gold"],
-                          pred_before=r["pred_before"], pred_after=r["pred_after"],
-                          result=r["result"], queries=r["queries"], num_words=r["num_words"],
-                          perturbed_words=r["perturbed_words"], extra=r.get("extra") or {}))
+        self._write(lambda s: s.add(Example(
+            run_id=run_id, idx=r["index"], original=list(r["original"]),
+            adversarial=list(r["adversarial"]), attacked_segment=r["attacked_segment"],
+            gold=r["gold"], pred_before=r["pred_before"], pred_after=r["pred_after"],
+            result=r["result"], queries=r["queries"], num_words=r["num_words"],
+            perturbed_words=r["perturbed_words"], extra=r.get("extra") or {})))
 
     def examples(self, run_id: str) -> list[dict]:
         """All example rows of a run, in attack order, as dicts with ExampleResult keys."""
@@ -153,7 +349,7 @@ class Store:
 
     def save_metrics(self, run_id: str, **values) -> None:
         """Insert or replace the metrics row of ``run_id``."""
-        with self.session() as s:
+        def fn(s: Session) -> None:
             m = s.get(Metrics, run_id)
             if m is None:
                 m = Metrics(run_id=run_id)
@@ -161,13 +357,20 @@ class Store:
             for k, v in values.items():
                 setattr(m, k, v)
 
+        self._write(fn)
+
     def find_run(self, **fields) -> Run | None:
-        """The most recent unfinished run matching ``fields`` (for re-running a command)."""
+        """The most recent unfinished run matching ``fields`` (column == value)."""
+        runs = self.unfinished_runs(**fields)
+        return runs[0] if runs else None
+
+    def unfinished_runs(self, **fields) -> list[Run]:
+        """Runs not ``finished`` whose columns equal ``fields``, newest first (detached)."""
         with self.session() as s:
             q = select(Run).where(Run.status != "finished")
             for k, v in fields.items():
-                q = q.where(getattr(Run, k) == v)
-            return s.scalars(q.order_by(Run.created_at.desc())).first()
+                q = q.where(getattr(Run, k).is_(None) if v is None else getattr(Run, k) == v)
+            return list(s.scalars(q.order_by(Run.created_at.desc())).all())
 
     def runs_frame(self) -> pd.DataFrame:
         """All runs joined with their metrics, one row per run."""
@@ -184,8 +387,13 @@ class Store:
 
 
 def open_store(url: str | None = None) -> Store:
-    """Open (creating if needed) the database at ``url`` (default :func:`default_url`)."""
+    """Open (creating or upgrading if needed) the database at ``url`` (default
+    :func:`default_url`).
+
+    Raises:
+        ConfigError: see :class:`Store`.
+    """
     try:
         return Store(url)
-    except SQLAlchemyError as e:  # pragma: no cover - driver-specific failures
-        raise ConfigError(f"cannot open database {url!r}: {str(e).splitlines()[0]}") from None
+    except SQLAlchemyError as e:  # driver-specific failures not caught in Store
+        raise ConfigError(f"cannot open database: {_first_line(e)}") from None

@@ -12,6 +12,11 @@
 With λ = 0 (or K = 0) no perturbation is drawn and the step equals
 :class:`~defenses.prompt_tuning.PromptTuning` exactly, random state included.
 
+The trainable parameters need not be a soft prompt: ``carrier=prefix|ptuning|lora`` (see
+:mod:`defenses.carriers`) trains a prefix-tuning prefix, a P-tuning prompt encoder or LoRA
+matrices under the same min-max objective; δ always perturbs the input word embeddings, and
+``prompt-tuning --set carrier=X`` is the λ = 0 counterpart of each.
+
 Departures (documented in the README): ε and α are expressed in units of the backbone's
 word-embedding RMS coordinate (:func:`~robustbench_nlp.perturbation.embedding_rms`) so one
 default suits backbones of different embedding scale; ε_init is absolute as in the paper.
@@ -54,7 +59,8 @@ class PEAFT(PromptTuning):
 
     name = "peaft"
     description = ("PEAFT: frozen backbone, defense soft prompt trained min-max with PGD on "
-                   "the input embeddings (L_bgn + λ·L_adv)")
+                   "the input embeddings (L_bgn + λ·L_adv); carrier=prefix|ptuning|lora trains "
+                   "another peft module instead")
     Config = PEAFTConfig
 
     def setup(self, model, tokenizer, context) -> None:

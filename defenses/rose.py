@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_nlp.config import param
+from robustbench_nlp.distributed import sum_across_processes
 from robustbench_nlp.errors import ConfigError
 from robustbench_nlp.registry import DEFENSES
 
@@ -350,6 +351,9 @@ class ROSE(Defense):
         if self.optimizer is not None:
             cands = self.optimizer.candidates
             grads = torch.autograd.grad(kl, cands, retain_graph=True, allow_unused=True)
+            # KL is summed over the batch: in a multi-process run the batch's ∇KL is the sum
+            # of the processes' (a no-op in one process)
+            grads = sum_across_processes(list(grads))
             self.optimizer.first_order_saliency = {
                 id(p): g.detach().norm() for p, g in zip(cands, grads) if g is not None}
         ce.backward()

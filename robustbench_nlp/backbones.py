@@ -9,6 +9,7 @@ SST-2 dev accuracy with prompt tuning against 81% for a mean-pooled head,
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, UnknownNameError
 
 POOLINGS = ("mean", "cls", "last")
 
@@ -64,6 +65,12 @@ def resolve_model(name: str) -> tuple[str, str]:
     Returns:
         ``(path_or_hub_id, default_pooling)``. An alias with a ``local_package`` that is
         installed resolves to the package's directory, otherwise to its Hub id.
+
+    Raises:
+        UnknownNameError: a name that is no directory and is a near miss of an alias (a
+            namespace-less name within :data:`ALIAS_TYPO_CUTOFF` similarity, e.g. ``minlm``;
+            fails at once instead of after the Hub's retries).
+        ConfigError: a path-like name (``/``, ``./``, ``~``) that is not a directory.
     """
     alias = ALIASES.get(name)
     if alias is not None:
@@ -76,7 +83,26 @@ def resolve_model(name: str) -> tuple[str, str]:
         return alias.hub_id, alias.pooling
     if os.path.isdir(os.path.expanduser(name)):
         return str(Path(name).expanduser().resolve()), _guess_pooling(Path(name).expanduser())
+    if name.startswith(("/", "./", "../", "~", ".\\")) or os.path.isabs(name):
+        raise ConfigError(f"model directory {name!r} not found")
+    close = alias_suggestion(name, ALIAS_TYPO_CUTOFF) if "/" not in name else None
+    if close:
+        raise UnknownNameError(f"unknown model {name!r}; did you mean {close!r}? (an alias "
+                               "from `rbnlp list models`, a local directory or a Hub id)")
     return name, "cls"
+
+
+#: similarity (difflib ratio) above which a namespace-less ``--model`` is taken as a typo of
+#: an alias; 0.85 keeps real legacy Hub ids such as ``roberta-large-mnli`` (0.84) loadable
+ALIAS_TYPO_CUTOFF = 0.85
+
+
+def alias_suggestion(name: str, cutoff: float = 0.6) -> str | None:
+    """The alias closest to ``name`` (difflib ratio ≥ ``cutoff``), or ``None``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(ALIASES), n=1, cutoff=cutoff)
+    return close[0] if close else None
 
 
 def _guess_pooling(path: Path) -> str:
@@ -98,12 +124,21 @@ class TextClassifier(nn.Module):
     """Backbone encoder + pooled linear head: the victim model of every defense.
 
     ``encoder`` is a ``transformers`` base model (``AutoModel``), possibly wrapped by a
-    ``peft.PeftModel`` that prepends ``num_virtual_tokens`` virtual tokens to the
-    sequence. The head pools the *real* tokens' last hidden states only:
+    ``peft.PeftModel``: prompt tuning / P-tuning virtual tokens are prepended to the input
+    embeddings, a prefix-tuning key/value prefix is passed as ``past_key_values`` (with the
+    attention mask extended over it), and LoRA modifies the base modules in place. Either way
+    the base model is called directly, so ``token_type_ids`` are kept (peft's own forward
+    drops them for prompt learning). The head pools the *real* tokens' last hidden states only:
 
     * ``mean``: mean over the real tokens (attention mask), as sentence-transformers;
     * ``cls``: the first real token (BERT/RoBERTa/ELECTRA/DeBERTa convention);
     * ``last``: the last real token (decoders such as Llama; right padding assumed).
+
+    Mixed precision: with :attr:`autocast_dtype` set (e.g. ``torch.bfloat16``, see
+    :func:`autocast_dtype_for`), the encoder and head run under ``torch.autocast`` on the
+    input's device and the logits are returned as float32. Autocast covers the forward only,
+    so every caller (defense steps, PGD, inference, the attack wrapper) gets it, while the
+    defenses' own ``backward`` calls run outside it, as PyTorch recommends.
 
     Args:
         encoder: the base model.
@@ -124,6 +159,8 @@ class TextClassifier(nn.Module):
         self.pooling = pooling
         hidden = encoder.config.hidden_size
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, num_labels))
+        #: dtype of ``torch.autocast`` around the forward (None = full precision)
+        self.autocast_dtype: torch.dtype | None = None
 
     @property
     def base_encoder(self) -> nn.Module:
@@ -138,6 +175,12 @@ class TextClassifier(nn.Module):
         """True when a peft prompt-tuning / P-tuning adapter supplies virtual tokens."""
         cfg = getattr(self.encoder, "active_peft_config", None)
         return cfg is not None and cfg.peft_type in ("PROMPT_TUNING", "P_TUNING")
+
+    @property
+    def uses_prefix(self) -> bool:
+        """True when a peft prefix-tuning adapter supplies per-layer key/value prefixes."""
+        cfg = getattr(self.encoder, "active_peft_config", None)
+        return cfg is not None and cfg.peft_type == "PREFIX_TUNING"
 
     @property
     def config(self):
@@ -186,13 +229,25 @@ class TextClassifier(nn.Module):
             enc_mask = torch.cat([attention_mask.new_ones(batch, n), attention_mask], 1)
             if token_type_ids is not None:
                 token_type_ids = torch.cat([token_type_ids.new_zeros(batch, n), token_type_ids], 1)
-        kwargs = {"attention_mask": enc_mask, "inputs_embeds": inputs_embeds}
+        kwargs = {"inputs_embeds": inputs_embeds}
+        if self.uses_prefix:
+            # as peft's PeftModelForFeatureExtraction.forward: the prefix (a transformers
+            # Cache of k keys/values per layer) comes first in every attention, so the mask
+            # covers it too and positions of the inputs start at k.
+            kwargs["past_key_values"] = self.encoder.get_prompt(batch_size=batch)
+            k = self.encoder.active_peft_config.num_virtual_tokens
+            enc_mask = torch.cat([enc_mask.new_ones(batch, k), enc_mask], 1)
+        kwargs["attention_mask"] = enc_mask
         if token_type_ids is not None and getattr(self.config, "type_vocab_size", 0) > 1:
             kwargs["token_type_ids"] = token_type_ids
-        out = self.base_encoder(**kwargs)
-        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-        hidden = hidden[:, hidden.shape[1] - attention_mask.shape[1]:]  # drop virtual tokens
-        return self.head(pool(hidden, attention_mask, self.pooling))
+        amp = (torch.autocast(inputs_embeds.device.type, dtype=self.autocast_dtype)
+               if self.autocast_dtype is not None else contextlib.nullcontext())
+        with amp:
+            out = self.base_encoder(**kwargs)
+            hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+            hidden = hidden[:, hidden.shape[1] - attention_mask.shape[1]:]  # drop virtual tokens
+            logits = self.head(pool(hidden, attention_mask, self.pooling))
+        return logits.float()
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -206,19 +261,33 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
+def head_dropout(config) -> float:
+    """The classification-head dropout of a checkpoint, as ``transformers``' own
+    ``*ForSequenceClassification`` heads choose it: ``classifier_dropout`` (BERT, RoBERTa,
+    ELECTRA) or ``cls_dropout`` (DeBERTa) when set, else ``hidden_dropout_prob``, else 0.1
+    (configs without either, e.g. Llama's)."""
+    for key in ("classifier_dropout", "cls_dropout", "hidden_dropout_prob"):
+        value = getattr(config, key, None)
+        if value is not None:
+            return float(value)
+    return 0.1
+
+
 def load_backbone(model: str, num_labels: int, pooling: str | None = None,
-                  dropout: float = 0.1) -> tuple[object, TextClassifier, dict]:
+                  dropout: float | None = None) -> tuple[object, TextClassifier, dict]:
     """Load tokenizer and :class:`TextClassifier` for ``model``.
 
     Args:
         model: alias, local directory or Hub id (:func:`resolve_model`).
         num_labels: number of classes.
         pooling: override of the checkpoint's default pooling.
-        dropout: head dropout.
+        dropout: head dropout (default :func:`head_dropout` of the checkpoint's config:
+            0.1 for all-MiniLM-L6-v2 and the paper's encoders).
 
     Returns:
         ``(tokenizer, classifier, info)``; ``info`` (recorded with the run) holds the resolved
-        source, model type, pooling and parameter count.
+        source, model type, pooling, hidden and word-embedding sizes (they differ for ELECTRA)
+        and parameter count.
 
     Raises:
         ConfigError: the model cannot be loaded (message names it).
@@ -232,11 +301,16 @@ def load_backbone(model: str, num_labels: int, pooling: str | None = None,
         encoder = AutoModel.from_pretrained(source)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"cannot load model {model!r} from {source!r}: {first}") from None
+        close = alias_suggestion(model) if model not in ALIASES else None
+        hint = f"; did you mean {close!r}?" if close else ""
+        raise ConfigError(f"cannot load model {model!r} from {source!r}: {first}{hint}") from None
     prepare_tokenizer(tokenizer, encoder)
+    if dropout is None:
+        dropout = head_dropout(encoder.config)
     clf = TextClassifier(encoder, num_labels, pooling, dropout)
     info = {"model": model, "source": source, "model_type": encoder.config.model_type,
             "pooling": pooling, "hidden_size": encoder.config.hidden_size,
+            "embedding_size": encoder.get_input_embeddings().embedding_dim,
             "backbone_parameters": sum(p.numel() for p in encoder.parameters())}
     return tokenizer, clf, info
 
@@ -255,3 +329,52 @@ def pick_device(device: str | None = None) -> torch.device:
     if device:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+#: ``mixed_precision`` settings of a run
+PRECISIONS = ("auto", "no", "bf16")
+
+
+def autocast_dtype_for(mixed_precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a run: ``None`` (full float32) or ``torch.bfloat16``.
+
+    Args:
+        mixed_precision: ``no``; ``bf16`` (bfloat16 autocast on any device, CPU included);
+            ``auto`` (bf16 on a CUDA GPU that supports it, float32 elsewhere, so CPU runs
+            are unchanged). float16 is not offered: it needs loss scaling, and the defenses
+            call ``backward`` themselves; bfloat16 has float32's range and needs none.
+        device: the run's device.
+
+    Raises:
+        ConfigError: unknown setting, or ``bf16`` on a CUDA GPU without bfloat16 support.
+    """
+    if mixed_precision not in PRECISIONS:
+        raise ConfigError(f"mixed_precision: {mixed_precision!r} is not one of "
+                          f"{', '.join(PRECISIONS)}")
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if mixed_precision == "auto":
+        return torch.bfloat16 if cuda_bf16 else None
+    if mixed_precision == "bf16":
+        if device.type == "cuda" and not cuda_bf16:
+            raise ConfigError(f"mixed_precision: bf16 is not supported on {device} "
+                              f"({torch.cuda.get_device_name(device)}); use no")
+        return torch.bfloat16
+    return None
+
+
+def enable_gradient_checkpointing(model: TextClassifier) -> None:
+    """Recompute the backbone's activations in the backward pass instead of storing them.
+
+    Uses ``transformers``' ``gradient_checkpointing_enable`` with non-reentrant
+    ``torch.utils.checkpoint``, which also gives gradients to inputs that are not leaves of
+    the backbone (PGD's δ, the soft prompt) when the backbone itself is frozen. It acts in
+    train mode only; evaluation and attacks are unaffected.
+
+    Raises:
+        ConfigError: the backbone's ``transformers`` class does not support it.
+    """
+    base = model.base_encoder
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        raise ConfigError(f"gradient_checkpointing: {type(base).__name__} does not support "
+                          "gradient checkpointing")
+    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

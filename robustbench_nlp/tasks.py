@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import csv
 import os
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,16 +203,32 @@ def read_local_tsv(path: Path, spec: LocalFile, task: Task) -> pd.DataFrame:
         DataFrame with ``task.text_columns`` (str, stripped) and ``label`` (int64).
 
     Raises:
-        DataError: missing file, missing column, non-UTF-8 bytes, unknown label, or an
-            empty sentence; the message names the file (and row).
+        DataError: missing or empty file, missing column, a row with more fields than the
+            header, non-UTF-8 bytes, unknown label (integer labels: ASCII digits only), or an
+            empty / whitespace-only sentence; the message names the file (and row or line).
     """
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     try:
-        df = pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, encoding="utf-8-sig",
-                         dtype=str, keep_default_na=False)
+        with warnings.catch_warnings():
+            # index_col=False: a first data row with an extra field would otherwise silently
+            # become the index (losing the sentence); pandas warns instead, made an error here
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, encoding="utf-8-sig",
+                             dtype=str, keep_default_na=False, index_col=False)
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty file (expected a header row with "
+                        f"{', '.join(map(repr, spec.columns))})") from None
+    except pd.errors.ParserWarning:
+        raise DataError(f"{path}: line 2 has more tab-separated fields than the header "
+                        "(a tab inside a sentence?)") from None
+    except pd.errors.ParserError as e:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        detail = (f"line {m[2]} has {m[3]} tab-separated fields, the header {m[1]}"
+                  if m else str(e).strip().splitlines()[-1])
+        raise DataError(f"{path}: {detail} (a tab inside a sentence?)") from None
     missing = [c for c in spec.columns if c not in df.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(map(repr, missing))} "
@@ -231,7 +249,7 @@ def _map_labels(col: pd.Series, label_map: dict[str, int], task: Task, path: Pat
         v = raw.strip()
         if v in label_map:
             out.append(label_map[v])
-        elif v.lstrip("-").isdigit() and 0 <= int(v) < task.num_labels:
+        elif v.isascii() and v.isdigit() and int(v) < task.num_labels:
             out.append(int(v))
         else:
             raise DataError(f"{path}: unknown label {raw!r} in data row {i + 1} "

@@ -57,11 +57,15 @@ def bucketed_batches(lengths: list[int], batch_size: int, rng: np.random.Generat
 
 def train(model: torch.nn.Module, defense, tokenizer, train_df: pd.DataFrame, task: Task, *,
           max_length: int, seed: int, device: torch.device,
-          on_epoch_end: Callable[[int], None] | None = None, progress: bool = True) -> dict:
+          on_epoch_end: Callable[[int], None] | None = None, progress: bool = True,
+          processes=None) -> dict:
     """Train ``model`` with ``defense`` on ``train_df``.
 
     One optimizer step per batch: ``zero_grad`` → :meth:`Defense.step` (forward/backward) →
-    gradient clipping → ``optimizer.step`` → linear warm-up/decay schedule.
+    gradient clipping → ``optimizer.step`` → linear warm-up/decay schedule. In a
+    multi-process launch (``processes``) every process takes its share of each batch and the
+    gradients are averaged over the processes between the step and the clipping
+    (:mod:`robustbench_nlp.distributed`), so all processes apply the same update.
 
     Args:
         model: the classifier, already prepared by ``defense.setup``.
@@ -74,13 +78,17 @@ def train(model: torch.nn.Module, defense, tokenizer, train_df: pd.DataFrame, ta
         seed: seeds the subsample and batch order.
         device: where the model lives.
         on_epoch_end: called with the epoch number (1-based) after each epoch.
-        progress: show a tqdm bar.
+        progress: show a tqdm bar (main process only).
+        processes: a :class:`~robustbench_nlp.distributed.Processes` (default: one process).
 
     Returns:
         ``{"train_seconds", "steps", "train_examples", "final_loss", "truncated"}``.
     """
     from transformers import get_linear_schedule_with_warmup
 
+    from .distributed import Processes, average_gradients, broadcast_parameters, local_part
+
+    procs = processes or Processes(device=device)
     cfg = defense.config
     df = subsample(train_df, cfg.train_examples, seed)
     rows = encode(tokenizer, texts_of(df, task), max_length)
@@ -92,16 +100,20 @@ def train(model: torch.nn.Module, defense, tokenizer, train_df: pd.DataFrame, ta
     optimizer = defense.make_optimizer(model)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    broadcast_parameters(params, procs)
     rng = np.random.default_rng(seed)
     model.train()
     start = time.perf_counter()
-    bar = tqdm(total=total, desc=f"train {defense.name}", disable=not progress, unit="step")
+    bar = tqdm(total=total, desc=f"train {defense.name}", disable=not progress or not procs.is_main,
+               unit="step")
     ema = None
     for epoch in range(1, cfg.epochs + 1):
         for idx in bucketed_batches(lengths, cfg.batch_size, rng):
-            batch = collate([rows[i] for i in idx], tokenizer.pad_token_id, device)
+            mine = local_part(idx, procs)
+            batch = collate([rows[i] for i in mine], tokenizer.pad_token_id, device)
             optimizer.zero_grad(set_to_none=True)
             stats = defense.step(model, batch)
+            average_gradients(params, len(mine), len(idx), procs)
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()

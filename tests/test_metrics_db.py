@@ -67,7 +67,9 @@ def test_store_bad_urls(tmp_path):
 def test_schema_version_mismatch(tmp_path):
     url = f"sqlite:///{tmp_path/'old.db'}"
     store = open_store(url)
-    with store.engine.begin() as c:
-        c.exec_driver_sql("UPDATE rbnlp_schema SET version = 0")
+    with store.engine.begin() as c:  # a pre-Alembic version marker no release wrote
+        c.exec_driver_sql("DROP TABLE alembic_version")
+        c.exec_driver_sql("CREATE TABLE rbnlp_schema (id INTEGER PRIMARY KEY, version INTEGER)")
+        c.exec_driver_sql("INSERT INTO rbnlp_schema VALUES (1, 0)")
     with pytest.raises(ConfigError, match="schema version 0"):
         open_store(url)

@@ -1,0 +1,193 @@
+"""Fidelity of our TextFooler to textattack's own recipe, and validity of its swaps.
+
+* Fidelity: textattack's ``TextFoolerJin2019.build`` (the recipe's own code) is run with its
+  three downloaded resources replaced by the same offline ones our attack uses (counter-fitted
+  GloVe-50d, the numpy USE, the spaCy tagger: monkeypatched into the recipe's namespace), on
+  the stock model-wrapper path: textattack's ``HuggingFaceModelWrapper`` rejects our
+  ``TextClassifier`` (it asserts a ``transformers.PreTrainedModel``), so the stock side uses
+  :func:`unbatched_wrapper`, a minimal ``textattack`` ``ModelWrapper`` that runs the model on
+  one unpadded text at a time, without a cache. Our side is :class:`TextFooler` with the
+  batched, padded, sorted, cached :class:`ClassifierWrapper`. Both attack the same 30 SST-2
+  dev examples of the same model; per-example result type, adversarial text and query count
+  must be identical.
+* Validity: TextFooler with the counter-fitted space attacks 50 SST-2 dev examples; no swap
+  in a successful example may replace a word by one of its PPDB or WordNet antonyms.
+
+The victim is all-MiniLM-L6-v2 fully fine-tuned for 150 steps (batch 16) on SST-2 train
+(``finetune`` defense), built once per module.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+
+TRAIN_STEPS = 150
+N_FIDELITY = 30
+N_VALIDITY = 50
+
+
+def unbatched_wrapper(model, tokenizer, max_length: int = 128):
+    """Minimal textattack ``ModelWrapper``: one text per forward pass, no padding, no cache.
+
+    It returns float64 softmax probabilities (as :class:`ClassifierWrapper` does), so the only
+    differences from our wrapper are batching, padding, length sorting and caching.
+    """
+    from robustbench_nlp.textattack_compat import import_textattack
+
+    ta = import_textattack()
+
+    class UnbatchedWrapper(ta.models.wrappers.ModelWrapper):
+        def __init__(self) -> None:
+            self.model, self.tokenizer = model, tokenizer
+            self.calls = 0
+
+        def __call__(self, text_input_list):
+            out = []
+            with torch.inference_mode():
+                for text in text_input_list:
+                    enc = tokenizer(text, truncation=True, max_length=max_length,
+                                    return_tensors="pt")
+                    out.append(torch.softmax(model(**enc).double(), -1)[0].numpy())
+                    self.calls += 1
+            return np.stack(out)
+
+    return UnbatchedWrapper()
+
+
+@pytest.fixture(scope="module")
+def sst2():
+    from robustbench_nlp.tasks import find_data_dir, get_task, load_split
+
+    if find_data_dir() is None:
+        pytest.skip("local data mirror not found")
+    task = get_task("sst2")
+    train, _ = load_split(task, "train")
+    dev, _ = load_split(task, "validation")
+    return task, train, dev
+
+
+@pytest.fixture(scope="module")
+def victim(sst2):
+    """(tokenizer, model): MiniLM fine-tuned for TRAIN_STEPS steps, eval mode."""
+    from robustbench_nlp.backbones import load_backbone
+    from robustbench_nlp.config import build_config
+    from robustbench_nlp.registry import DEFENSES
+    from robustbench_nlp.training import seed_everything, train
+
+    task, train_df, _ = sst2
+    seed_everything(0)
+    tok, model, info = load_backbone("minilm", 2)
+    dcls = DEFENSES.get("finetune")
+    defense = dcls(build_config(dcls.Config, {"epochs": 1, "batch_size": 16,
+                                              "train_examples": TRAIN_STEPS * 16}))
+    defense.setup(model, tok, {**info, "task": task, "train_size": len(train_df)})
+    train(model, defense, tok, train_df, task, max_length=64, seed=0,
+          device=torch.device("cpu"), progress=False)
+    model.eval()
+    return tok, model
+
+
+@pytest.fixture(scope="module")
+def ours(sst2, victim):
+    """Our TextFooler (offline resources, counter-fitted embedding) on N_VALIDITY examples."""
+    from robustbench_nlp.attacks.textfooler import TextFooler
+    from robustbench_nlp.attacks.wrapper import ClassifierWrapper
+
+    task, _, dev = sst2
+    tok, model = victim
+    atk = TextFooler(TextFooler.Config(resources="offline"))
+    assert atk.config.embedding == "counterfitted-glove-50d"  # the offline default
+    rows = atk.examples(task, dev, N_VALIDITY, seed=0)
+    return rows, list(atk.run(ClassifierWrapper(model, tok, max_length=128), task, rows))
+
+
+def _kind(result) -> str:
+    from textattack.attack_results import (FailedAttackResult, SkippedAttackResult,
+                                           SuccessfulAttackResult)
+
+    for cls, name in ((SuccessfulAttackResult, "successful"), (FailedAttackResult, "failed"),
+                      (SkippedAttackResult, "skipped")):
+        if isinstance(result, cls):
+            return name
+    raise AssertionError(type(result).__name__)
+
+
+def test_matches_textattack_recipe(monkeypatch, victim, ours):
+    from textattack.attack_recipes import textfooler_jin_2019 as recipe
+    from textattack.shared import AttackedText, WordEmbedding
+
+    from robustbench_nlp import resources as R
+
+    tok, model = victim
+    rows, our_results = ours
+    emb, _ = R.load_word_embedding("counterfitted-glove-50d")
+    monkeypatch.setattr(WordEmbedding, "counterfitted_GLOVE_embedding", staticmethod(lambda: emb))
+    monkeypatch.setattr(recipe, "UniversalSentenceEncoder", R.USEm3Encoder)
+    monkeypatch.setattr(recipe, "PartOfSpeech", R.SpacyPartOfSpeech)
+    stock_wrapper = unbatched_wrapper(model, tok)
+    stock = recipe.TextFoolerJin2019.build(stock_wrapper)
+    assert [type(c).__name__ for c in stock.constraints + stock.pre_transformation_constraints
+            ] == ["WordEmbeddingDistance", "SpacyPartOfSpeech", "USEm3Encoder",
+                  "RepeatModification", "StopwordModification", "InputColumnModification"]
+
+    kinds = []
+    for row, mine in zip(rows.head(N_FIDELITY).to_dict("records"), our_results):
+        res = stock.attack(AttackedText(OrderedDict(sentence=row["sentence"])), int(row["label"]))
+        kind = _kind(res)
+        kinds.append(kind)
+        assert (mine.index, mine.result) == (row["index"], kind)
+        assert mine.adversarial == (res.perturbed_result.attacked_text.text,)
+        assert mine.pred_after == res.perturbed_result.output
+        if kind != "skipped":
+            assert mine.queries == res.num_queries
+    # the comparison covers every outcome kind, mostly real attacks
+    assert kinds.count("successful") >= 10 and kinds.count("failed") >= 1
+    assert 1 <= kinds.count("skipped") <= 8
+    assert stock_wrapper.calls > 1000
+
+
+def _antonyms() -> set[tuple[str, str]]:
+    from robustbench_nlp import resources as R
+    from robustbench_nlp.counterfit import read_pairs
+
+    folder = R.counterfitting_dir()
+    pairs = set()
+    for f in R.COUNTERFIT_ANTONYM_FILES:
+        for a, b in read_pairs(folder / f):
+            pairs |= {(a.lower(), b.lower()), (b.lower(), a.lower())}
+    return pairs
+
+
+def test_no_antonym_swaps(ours):
+    from textattack.shared import AttackedText
+
+    from robustbench_nlp import resources as R
+
+    rows, results = ours
+    antonyms = _antonyms()
+    swaps = []
+    for r in results:
+        if r.result != "successful":
+            continue
+        before, after = AttackedText(r.original[0]).words, AttackedText(r.adversarial[0]).words
+        assert len(before) == len(after)
+        swaps += [(before[i].lower(), after[i].lower()) for i in r.extra["modified_indices"]]
+    assert sum(r.result == "successful" for r in results) >= 20 and len(swaps) >= 30
+    assert [s for s in swaps if s in antonyms] == []
+
+    # not vacuous: raw GloVe would have offered antonyms of these examples' words as swaps
+    raw, _ = R.load_word_embedding("glove-6b-50d")
+    words = {w.lower() for r in results for w in AttackedText(r.original[0]).words}
+    offered = []
+    for w in sorted(words):
+        if w in raw._word2index:
+            i = raw.word2index(w)
+            for j in raw.nearest_neighbours(i, 50):
+                c = raw.index2word(j)
+                if (w, c) in antonyms and raw.get_cos_sim(w, c) >= 0.5:
+                    offered.append((w, c))
+    assert len(offered) >= 5, offered
