@@ -189,7 +189,7 @@ def run_sweep(path: str | Path, db: str | None = None, dry_run: bool = False,
         bar.set_postfix_str(c.label())
         c.cfg.db = db or sweep.db
         c.cfg.progress = False
-        m = execute(c.cfg, resume=rid if st in ("training", "trained", "attacking") else None,
-                    store=store, echo=lambda s: tqdm.write(s))
+        # an unfinished run of this cell whose process is gone is continued (runner's rule)
+        m = execute(c.cfg, store=store, continue_matching=True, echo=lambda s: tqdm.write(s))
         report.append({"label": c.label(), "status": "finished", "run_id": m["run_id"]})
     return report
