@@ -307,11 +307,14 @@ def execute(cfg: RunConfig, resume: str | None = None, store=None, echo=print,
             is gone, instead of starting a new run (what re-running a command does).
 
     Returns:
-        the run's metrics row as a dict (plus ``run_id``).
+        the run's metrics row as a dict (plus ``run_id``); for a shard that leaves examples
+        of other shards missing, ``{"run_id", "complete": False, "missing": count}`` plus the
+        clean metrics.
 
     Raises:
         ConfigError: invalid configuration, unknown or finished run id, a run still being
-            worked on by a live process, unusable database.
+            worked on by a live process (without ``shard``), a shard joining an untrained
+            run, unusable database.
         DataError / UnknownNameError: bad data files or names.
         KeyboardInterrupt: on SIGINT (and SIGTERM under the CLI); the run stays unfinished
             and resumable.

@@ -293,3 +293,22 @@ def test_textfooler_attacks_each_family(family, tiny_dirs, data_dir):
     assert res.pred_after == int(victim.predict([res.adversarial[0]])[0])
     assert (res.result == "successful") == (res.pred_after != res.gold)
     assert (res.perturbed_words > 0) == (res.adversarial != res.original)
+
+
+def test_paper_aliases_resolve_to_hub_ids_and_are_documented():
+    """``--model roberta-base`` etc. resolve to Hub ids (nothing installs them offline), and
+    the README's backbone table lists every alias with its Hub id."""
+    from robustbench_nlp.backbones import ALIASES, resolve_model
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = readme.split("## Backbones", 1)[1].split("\n## ", 1)[0]
+    paper = {k: a for k, a in ALIASES.items() if a.local_package is None}
+    assert set(paper) == {"roberta-base", "roberta-large", "deberta-v3-base",
+                          "deberta-v3-large", "electra-base", "electra-large", "llama"}
+    for name, alias in paper.items():
+        assert resolve_model(name) == (alias.hub_id, alias.pooling)
+        row = next(line for line in readme.splitlines() if f"`{name}`" in line
+                   and line.startswith("|"))
+        assert alias.hub_id in row, (name, row)
+    assert resolve_model("roberta-base") == ("FacebookAI/roberta-base", "cls")
+    assert resolve_model("llama") == ("meta-llama/Llama-2-7b-hf", "last")

@@ -113,6 +113,10 @@ def test_accelerate_two_processes_match_one(tiny_bert, tmp_path, data_dir):
     (run_s,), = one(single, "select id from runs")
     assert status == "finished" and '"processes": 2' in backbone
     assert one(multi, "select count(*) from examples")[0][0] == 4
+    # peak memory recorded next to the trainable-parameter count
+    (peak_m, train_m), = one(multi, "select peak_memory_mb, trainable_params from runs")
+    (peak_s, train_s), = one(single, "select peak_memory_mb, trainable_params from runs")
+    assert train_m == train_s > 900_000 and peak_m > 0 and peak_s > 0
     assert r.stdout.count("ACC (clean, full dev)") == 1
     a, b = trained_state(tmp_path / "runs", run_s), trained_state(tmp_path / "runs", run_m)
     assert a.keys() == b.keys() and len(a) > 30

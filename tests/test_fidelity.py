@@ -13,8 +13,9 @@
 * Validity: TextFooler with the counter-fitted space attacks 50 SST-2 dev examples; no swap
   in a successful example may replace a word by one of its PPDB or WordNet antonyms.
 
-The victim is all-MiniLM-L6-v2 fully fine-tuned for 150 steps (batch 16) on SST-2 train
-(``finetune`` defense), built once per module.
+The victim is all-MiniLM-L6-v2 with its linear head trained for 300 steps on frozen features of
+1,000 SST-2 train sentences (seconds instead of minutes for fine-tuning; the attack only needs
+a model that is right on most examples), built once per module.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import numpy as np
 import pytest
 import torch
 
-TRAIN_STEPS = 150
+TRAIN_STEPS = 300
+TRAIN_SENTENCES = 1000
 N_FIDELITY = 30
 N_VALIDITY = 50
 
@@ -72,21 +74,30 @@ def sst2():
 
 @pytest.fixture(scope="module")
 def victim(sst2):
-    """(tokenizer, model): MiniLM fine-tuned for TRAIN_STEPS steps, eval mode."""
-    from robustbench_nlp.backbones import load_backbone
-    from robustbench_nlp.config import build_config
-    from robustbench_nlp.registry import DEFENSES
-    from robustbench_nlp.training import seed_everything, train
+    """(tokenizer, model): all-MiniLM-L6-v2 whose mean-pooled linear head is trained for
+    TRAIN_STEPS full-batch Adam steps on the frozen features of TRAIN_SENTENCES SST-2 train
+    sentences (about 72% dev accuracy); built once per module."""
+    from robustbench_nlp.backbones import load_backbone, pool
 
     task, train_df, _ = sst2
-    seed_everything(0)
-    tok, model, info = load_backbone("minilm", 2)
-    dcls = DEFENSES.get("finetune")
-    defense = dcls(build_config(dcls.Config, {"epochs": 1, "batch_size": 16,
-                                              "train_examples": TRAIN_STEPS * 16}))
-    defense.setup(model, tok, {**info, "task": task, "train_size": len(train_df)})
-    train(model, defense, tok, train_df, task, max_length=64, seed=0,
-          device=torch.device("cpu"), progress=False)
+    torch.manual_seed(0)
+    tok, model, _ = load_backbone("minilm", 2)
+    model.eval()
+    sub = train_df.sample(TRAIN_SENTENCES, random_state=0)
+    feats = []
+    with torch.inference_mode():
+        for s in range(0, len(sub), 64):
+            enc = tok(list(sub.sentence[s:s + 64]), padding=True, truncation=True,
+                      max_length=64, return_tensors="pt")
+            feats.append(pool(model.base_encoder(**enc).last_hidden_state,
+                              enc["attention_mask"], "mean"))
+    feats, y = torch.cat(feats), torch.tensor(sub.label.values)
+    linear = model.head[1]
+    opt = torch.optim.Adam(linear.parameters(), lr=1e-2)
+    for _ in range(TRAIN_STEPS):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(linear(feats), y).backward()
+        opt.step()
     model.eval()
     return tok, model
 
