@@ -138,7 +138,10 @@ def plan(cfg: RunConfig) -> Plan:
     dcls = DEFENSES.get(cfg.defense)
     acls = ATTACKS.get(cfg.attack)
     defense = dcls(build_config(dcls.Config, cfg.defense_params, owner=f"defense {cfg.defense!r}"))
-    attack = acls(build_config(acls.Config, cfg.attack_params, owner=f"attack {cfg.attack!r}"))
+    attack_params = dict(cfg.attack_params)
+    if cfg.data_dir and "data_dir" in {f.name for f in dataclasses.fields(acls.Config)}:
+        attack_params.setdefault("data_dir", cfg.data_dir)  # e.g. AdvGLUE's dev.json
+    attack = acls(build_config(acls.Config, attack_params, owner=f"attack {cfg.attack!r}"))
     attack.check_task(task)
     return Plan(cfg, task, defense, attack, cfg.max_length or task.max_length)
 
