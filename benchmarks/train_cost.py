@@ -15,7 +15,9 @@ Peak memory is the memory *training* adds on top of the loaded model:
   ``/proc/self/clear_refs``, so the peak of loading the model and data does not hide the
   training peak. (``tracemalloc`` cannot be used: it sees Python's allocator only, not
   torch's tensor memory.) Where ``clear_refs`` is not writable the lifetime peak
-  (``ru_maxrss``) is used and the table says so.
+  (``ru_maxrss``) is used and the table says so. The CPU figure also holds the one-time
+  allocations of the first backward pass (autograd engine, allocator arenas), the same for
+  every defense, so CPU ratios understate the differences that the CUDA figures show.
 
 Usage::
 
