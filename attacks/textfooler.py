@@ -160,6 +160,12 @@ class TextFooler(Attack):
         if col is not None and col not in task.text_columns:
             raise ConfigError(f"textfooler: attacked_column {col!r} is not a text column of "
                               f"{task.name} ({', '.join(task.text_columns)})")
+        if self.resolved_mode() == "offline":
+            from robustbench_nlp import resources as R
+
+            # fails now, not after training, on an unknown embedding name or missing inputs
+            # (e.g. no data mirror for the counter-fitting constraints); hashes small files
+            R.embedding_fingerprint(self.config.embedding, self._neighbours())
 
     def _neighbours(self) -> int:
         from robustbench_nlp.resources import DEFAULT_NEIGHBOURS

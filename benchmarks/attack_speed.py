@@ -88,6 +88,10 @@ def hf_adapter(model):
     class HFAdapter(transformers.PreTrainedModel):
         config_class = type(model.config)
         base_model_prefix = "clf"
+        # the wrapped model already runs with its own attention implementation; these flags
+        # only stop PreTrainedModel.__init__ from rejecting the shared config
+        _supports_sdpa = True
+        _supports_flash_attn = True
 
         def __init__(self) -> None:
             super().__init__(model.config)
@@ -229,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-sentences", type=int, default=1000,
                     help="SST-2 train sentences the victim's head is trained on")
     ap.add_argument("--train-steps", type=int, default=300, help="head training steps")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: on a shared 2-core machine, 2 busy-waiting "
+                    "BLAS threads made the victim forward several times slower)")
     ap.add_argument("--skip-stock", action="store_true", help="time only our runner")
     ap.add_argument("--profile", action="store_true", help="cProfile our runner (stderr)")
     args = ap.parse_args(argv)

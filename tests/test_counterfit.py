@@ -175,3 +175,59 @@ def test_real_counterfitted_embedding():
 
     assert "bad" not in nbrs("good") and "worse" not in nbrs("better")
     assert {"terrific", "wonderful"} & nbrs("great")
+
+
+def test_cli_resources_unknown_embedding(capsys):
+    from robustbench_nlp.cli import main
+
+    assert main(["resources", "build", "--embedding", "no-such-space", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown word embedding 'no-such-space'" in err[0]
+    assert "counterfitted-glove-50d" in err[0]
+
+
+@pytest.mark.slow
+def test_cli_resources_build_and_list(capsys):
+    """``rbnlp resources build`` (default: TextFooler's embedding) then ``list``."""
+    from robustbench_nlp import resources as R
+    from robustbench_nlp.cli import main
+
+    try:
+        R.counterfitting_dir()
+    except Exception as e:
+        pytest.skip(str(e))
+    assert main(["resources", "build", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    fp = R.embedding_fingerprint("counterfitted-glove-50d")
+    assert out.startswith("counterfitted-glove-50d: 71,815 words x 50 d, 100 neighbours, "
+                          f"fingerprint {fp[:16]}")
+    assert main(["resources", "list"]) == 0
+    out = capsys.readouterr().out
+    assert f"built: {R.embedding_cache_path('counterfitted-glove-50d')}" in out
+    assert out.count("\n    ") == len(R.EMBEDDINGS)
+
+
+def test_leaderboard_separates_embedding_builds(tmp_path):
+    """Runs whose word spaces differ (name or fingerprint) are ranked as different attacks."""
+    from robustbench_nlp.db import open_store
+    from robustbench_nlp.leaderboard import leaderboard, resources_tag
+
+    def res(name, fp):
+        return {"mode": "offline", "embedding": {"name": name, "fingerprint": fp},
+                "sentence_encoder": {"name": "USEm3Encoder"},
+                "pos_tagger": {"name": "SpacyPartOfSpeech"}}
+
+    variants = {"a": res("counterfitted-glove-50d", "ab" * 32),
+                "b": res("counterfitted-glove-50d", "cd" * 32),
+                "c": res("glove-6b-50d", "ab" * 32)}
+    assert resources_tag(variants["a"]) == ("counterfitted-glove-50d@abababab + USEm3Encoder + "
+                                            "SpacyPartOfSpeech")
+    store = open_store(f"sqlite:///{tmp_path / 'lb.db'}")
+    for run_id, aua in (("a", 30.0), ("b", 40.0), ("c", 50.0)):
+        store.create_run(id=run_id, task="sst2", defense="peaft", attack="textfooler",
+                         model="minilm", seed=0, num_examples=1, config={},
+                         resources=variants[run_id], status="finished")
+        store.save_metrics(run_id, acc=80.0, aua=aua, avg=(80 + aua) / 2)
+    board = leaderboard(store=store)
+    assert sorted(zip(board["run id"], board["rank"])) == [("a", 1), ("b", 1), ("c", 1)]
+    assert board["attack resources"].nunique() == 3
