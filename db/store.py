@@ -359,11 +359,6 @@ class Store:
 
         self._write(fn)
 
-    def find_run(self, **fields) -> Run | None:
-        """The most recent unfinished run matching ``fields`` (column == value)."""
-        runs = self.unfinished_runs(**fields)
-        return runs[0] if runs else None
-
     def unfinished_runs(self, **fields) -> list[Run]:
         """Runs not ``finished`` whose columns equal ``fields``, newest first (detached)."""
         with self.session() as s:
