@@ -223,6 +223,7 @@ def main() -> None:
     except RBNLPError as e:
         st.error(str(e))
         st.stop()
+        return
     finished = runs[runs["status"] == "finished"] if len(runs) else pd.DataFrame(
         columns=["task", "attack"])
     tasks = sorted(set(finished["task"]) | set(paper["task"])) or ["sst2"]

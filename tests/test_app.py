@@ -199,6 +199,8 @@ def _app(url, monkeypatch, query=None):
     from robustbench_nlp.app import SCRIPT
 
     monkeypatch.setenv("RBNLP_DB", url)
+    # AppTest installs the script as sys.modules["__main__"] and never puts it back
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
     at = AppTest.from_file(str(SCRIPT), default_timeout=60)
     at.query_params.update(query or {})
     return at.run()
@@ -207,6 +209,22 @@ def _app(url, monkeypatch, query=None):
 def _tables(at, columns):
     """The st.dataframe tables whose columns are ``columns`` (measured, paper, examples)."""
     return [d.value for d in at.dataframe if list(d.value.columns) == list(columns)]
+
+
+def test_app_script_is_inert_when_imported(tmp_path, monkeypatch):
+    """A spawned worker re-imports the parent's ``__main__`` as ``__mp_main__``: after AppTest
+    that is the app script, which must then draw nothing (CI once crashed here)."""
+    import runpy
+    from unittest import mock
+
+    from robustbench_nlp.app import SCRIPT
+
+    monkeypatch.setenv("RBNLP_DB", f"sqlite:///{tmp_path}/missing/rbnlp.db")
+    with mock.patch("robustbench_nlp.app.ui.main") as main:
+        runpy.run_path(str(SCRIPT), run_name="__mp_main__")
+        assert main.call_count == 0
+        runpy.run_path(str(SCRIPT), run_name="__main__")
+        assert main.call_count == 1
 
 
 EXAMPLE_TABLE = ["idx", "result", "gold", "before", "after", "queries", "perturbed", "original",
