@@ -367,6 +367,16 @@ class Store:
                 q = q.where(getattr(Run, k).is_(None) if v is None else getattr(Run, k) == v)
             return list(s.scalars(q.order_by(Run.created_at.desc())).all())
 
+    def trained_runs(self, **fields) -> list[Run]:
+        """Runs past training (``trained``, ``attacking`` or ``finished``) whose columns equal
+        ``fields``, newest first (detached)."""
+        with self.session() as s:
+            q = select(Run).where(Run.status.in_(("trained", "attacking", "finished")),
+                                  Run.train_seconds.is_not(None))
+            for k, v in fields.items():
+                q = q.where(getattr(Run, k).is_(None) if v is None else getattr(Run, k) == v)
+            return list(s.scalars(q.order_by(Run.created_at.desc())).all())
+
     def runs_frame(self) -> pd.DataFrame:
         """All runs joined with their metrics, one row per run."""
         with self.session() as s:

@@ -90,6 +90,7 @@ def cmd_run(args) -> int:
                     mixed_precision=args.mixed_precision,
                     gradient_checkpointing=args.gradient_checkpointing,
                     epoch_eval_examples=args.epoch_eval or None,
+                    reuse_trained=not args.retrain,
                     defense_params=parse_set_options(args.set),
                     attack_params=parse_set_options(args.attack_set))
     if args.query_budget is not None:
@@ -301,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fresh", action="store_true",
                    help="start a new run even if an unfinished run with the same settings "
                    "exists")
+    r.add_argument("--retrain", action="store_true",
+                   help="train the defense even if an earlier run with the same training "
+                   "settings (e.g. the same defense attacked by another recipe) has trained it")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--workers", type=int, default=1,
                    help="attack processes, each attacking a disjoint shard of the examples")

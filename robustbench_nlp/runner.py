@@ -67,6 +67,9 @@ class RunConfig:
     epoch_eval_examples: int | None = param(None, "after every epoch, store ACC (full dev) "
                                             "and AUA on the first N dev examples "
                                             "(train_stats['epochs']); None = off", min=1)
+    reuse_trained: bool = param(True, "attack the trained defense of an earlier run with the "
+                                "same training settings (any attack) instead of training "
+                                "again; False = always train")
     defense_params: dict = field(default_factory=dict)
     attack_params: dict = field(default_factory=dict)
 
@@ -405,6 +408,17 @@ def _execute(cfg: RunConfig, resume, store, echo, continue_matching, shard, proc
             load_defense(run_dir, model)
             train_stats = dict(run.train_stats or {})
             echo(f"resumed trained defense from {_state_path(run_dir)}")
+        elif (source := (find_trained_run(store, cfg, config_record)
+                         if cfg.reuse_trained and not resume and shard is None else None)):
+            src_run, src_dir = source
+            procs.skip_training()
+            load_defense(src_dir, model)
+            train_stats = {**(src_run.train_stats or {}), "reused_from": src_run.id}
+            save_defense(run_dir, defense, model, config_record)
+            store.update_run(run_id, status="trained", train_seconds=src_run.train_seconds,
+                             train_stats=train_stats, peak_memory_mb=src_run.peak_memory_mb)
+            echo(f"reusing the trained defense of run {src_run.id} (same training settings; "
+                 f"--retrain to train again)")
         else:
             if torch.cuda.is_available() and device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
@@ -580,7 +594,37 @@ def new_run_id() -> str:
 
 
 #: RunConfig fields that do not change a run's results (ignored when matching a re-run)
-RESULT_NEUTRAL = ("progress", "db", "workers", "gradient_checkpointing")
+RESULT_NEUTRAL = ("progress", "db", "workers", "gradient_checkpointing", "reuse_trained")
+
+#: RunConfig fields that only concern the attack: two runs that differ in these alone train
+#: the same defense, so the later one can reuse the earlier one's weights
+ATTACK_ONLY = ("attack", "num_examples", "attack_params", "device", "runs_dir", "data_dir")
+
+
+def training_key(config_record: dict) -> dict:
+    """The part of a stored run configuration that determines the trained defense: the run
+    options minus :data:`RESULT_NEUTRAL` and :data:`ATTACK_ONLY`, the defense config and the
+    truncation length."""
+    rec = _comparable(config_record)
+    run = {k: v for k, v in rec.get("run", {}).items() if k not in ATTACK_ONLY}
+    return {"run": run, "defense": rec.get("defense"), "max_length": rec.get("max_length")}
+
+
+def find_trained_run(store, cfg: "RunConfig", config_record: dict):
+    """The newest run of ``store`` past training whose :func:`training_key` equals this one's
+    and whose ``defense.safetensors`` is on this machine, as ``(run, run_dir)``; ``None``
+    when there is none. Used by :func:`execute` to train a defense once and attack it with
+    every recipe (TextFooler, AdvGLUE, ...)."""
+    key = training_key(config_record)
+    for run in store.trained_runs(task=cfg.task, defense=cfg.defense, model=cfg.model,
+                                  seed=cfg.seed):
+        if training_key(run.config or {}) != key:
+            continue
+        dirs = [Path(run.artifact_dir)] if run.artifact_dir else []
+        for run_dir in dirs + [Path(cfg.runs_dir).resolve() / run.id]:
+            if _state_path(run_dir).is_file():
+                return run, run_dir
+    return None
 
 
 def _comparable(record: dict) -> dict:

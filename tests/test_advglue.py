@@ -234,3 +234,18 @@ def test_cli_run_rte(tmp_path, data_dir):
     assert all((res == "failed") == (g == p) for g, p, res, _ in ex)
     assert sum(json.loads(e)["source_matched"] for *_, e in ex) == 80
     assert m.avg == pytest.approx((m.acc + m.aua) / 2)
+
+    # the same defense attacked by TextFooler: trained once, its weights reused
+    r2 = _cli("run", "--defense", "peaft", "--task", "rte", "--attack", "textfooler",
+              "--set", "train_examples=64", "--num-examples", "2", "--db", f"sqlite:///{db}",
+              "--runs-dir", str(tmp_path / "runs"), "--no-progress", env=env, cwd=tmp_path)
+    assert r2.returncode == 0, r2.stderr[-2000:]
+    with create_engine(f"sqlite:///{db}").connect() as c:
+        rows = c.execute(text("select r.id, r.attack, r.train_seconds, r.train_stats, m.acc "
+                              "from runs r join metrics m on m.run_id = r.id "
+                              "order by r.created_at")).all()
+    (first, *_, acc1), (second, attack2, secs2, stats2, acc2) = rows
+    assert f"reusing the trained defense of run {first}" in r2.stdout
+    assert attack2 == "textfooler" and json.loads(stats2)["reused_from"] == first
+    assert acc2 == acc1 and secs2 == rows[0].train_seconds
+    assert (tmp_path / "runs" / second / "defense.safetensors").is_file()

@@ -531,3 +531,21 @@ def test_defense_checkpoint_is_safetensors_only(tmp_path):
     torch.save(model.state_dict(), tmp_path / "defense.safetensors")
     with pytest.raises(ConfigError, match="not a readable safetensors file"):
         load_defense(tmp_path, model)
+
+
+def test_training_key_ignores_attack_settings_only():
+    """Runs that differ only in the attack share a trained defense; any training setting
+    (a defense hyperparameter, the seed, the truncation length) keeps them apart."""
+    from robustbench_nlp.runner import RunConfig, config_to_dict, training_key
+
+    def record(defense=None, max_length=128, **run):
+        return {"run": config_to_dict(RunConfig(**run)), "defense": defense or {"lr": 0.1},
+                "attack": {"query_budget": 100}, "max_length": max_length}
+
+    base = training_key(record())
+    assert training_key({**record(attack="advglue", num_examples=5, workers=4,
+                                  attack_params={"query_budget": "7"}),
+                         "attack": {"limit": 5}}) == base
+    for other in (record(defense={"lr": 0.2}), record(seed=1), record(max_length=64),
+                  record(epoch_eval_examples=10), record(pooling="cls")):
+        assert training_key(other) != base
