@@ -10,13 +10,13 @@ repeated queries.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 
+from robustbench_nlp.inference import predict_logits
 from robustbench_nlp.textattack_compat import import_textattack
 
 _ta = import_textattack()
@@ -35,7 +35,6 @@ class ClassifierWrapper(_ta.models.wrappers.ModelWrapper):
         cache_size: most queries kept in the probability cache (LRU); 0 disables it.
 
     Attributes:
-        forward_seconds: wall time spent in model forward passes (tokenisation excluded).
         num_queries: texts received by :meth:`__call__` (cache hits included).
         num_forward: texts actually run through the model.
     """
@@ -51,7 +50,6 @@ class ClassifierWrapper(_ta.models.wrappers.ModelWrapper):
         self.batch_size = max(1, int(batch_size))
         self.cache_size = max(0, int(cache_size))
         self._cache: OrderedDict = OrderedDict()
-        self.forward_seconds = 0.0
         self.num_queries = 0
         self.num_forward = 0
 
@@ -64,8 +62,7 @@ class ClassifierWrapper(_ta.models.wrappers.ModelWrapper):
             return torch.device("cpu")
 
     def reset_stats(self) -> None:
-        """Zero the timing and query counters (the cache is kept)."""
-        self.forward_seconds = 0.0
+        """Zero the query counters (the cache is kept)."""
         self.num_queries = 0
         self.num_forward = 0
 
@@ -80,52 +77,16 @@ class ClassifierWrapper(_ta.models.wrappers.ModelWrapper):
             return text[0] if len(text) == 1 else tuple(text)
         raise TypeError(f"expected a str or a tuple of str, got {type(text).__name__}")
 
-    def _encode(self, texts: Sequence) -> list[dict]:
-        """Tokenise without padding: one dict of id lists per text."""
-        if not texts:
-            return []
-        kw = dict(truncation=True, max_length=self.max_length, padding=False)
-        if isinstance(texts[0], str):
-            enc = self.tokenizer(list(texts), **kw)
-        else:
-            if any(len(t) != 2 for t in texts):
-                raise ValueError("text pairs must have exactly two segments")
-            enc = self.tokenizer([t[0] for t in texts], [t[1] for t in texts], **kw)
-        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-        return [{k: enc[k][i] for k in keys} for i in range(len(texts))]
-
-    @torch.inference_mode()
     def _forward(self, texts: Sequence) -> np.ndarray:
-        """Probabilities (float64) for ``texts`` (all single or all pairs), input order."""
-        feats = self._encode(texts)
-        order = sorted(range(len(feats)), key=lambda i: len(feats[i]["input_ids"]))
-        out = np.empty((len(feats), 0))
-        device = self.device
-        flags = getattr(self.tokenizer, "deprecation_warnings", None)
-        if isinstance(flags, dict):  # padding pre-tokenised ids is what we want here
-            flags["Asking-to-pad-a-fast-tokenizer"] = True
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start:start + self.batch_size]
-                batch = self.tokenizer.pad([feats[i] for i in idx], padding="longest",
-                                           return_tensors="pt")
-                batch = {k: v.to(device) for k, v in batch.items()}
-                t0 = time.perf_counter()
-                logits = self.model(**batch)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                self.forward_seconds += time.perf_counter() - t0
-                probs = torch.softmax(logits.double(), dim=-1).cpu().numpy()
-                if out.shape[1] == 0:
-                    out = np.empty((len(feats), probs.shape[1]), dtype=np.float64)
-                out[idx] = probs
-        finally:
-            if was_training:
-                self.model.train()
-        self.num_forward += len(feats)
-        return out
+        """Probabilities (float64) for ``texts`` (all single or all pairs), input order:
+        :func:`robustbench_nlp.inference.predict_logits` (length-sorted, dynamically padded
+        batches), then a float64 softmax."""
+        if texts and not isinstance(texts[0], str) and any(len(t) != 2 for t in texts):
+            raise ValueError("text pairs must have exactly two segments")
+        logits = predict_logits(self.model, self.tokenizer, list(texts), self.max_length,
+                                batch_size=self.batch_size)
+        self.num_forward += len(texts)
+        return torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy()
 
     def __call__(self, text_input_list: Iterable, **kwargs) -> np.ndarray:
         """Class probabilities for each input.

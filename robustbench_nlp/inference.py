@@ -15,27 +15,39 @@ def as_segments(texts: Sequence) -> list[tuple[str, ...]]:
     return [t if isinstance(t, tuple) else (tuple(t) if isinstance(t, list) else (t,)) for t in texts]
 
 
-def encode(tokenizer, texts: Texts, max_length: int) -> list[dict]:
+def encode(tokenizer, texts: Texts, max_length: int, flag_truncated: bool = True) -> list[dict]:
     """Tokenise segment tuples without padding.
 
     Args:
         tokenizer: a ``transformers`` tokenizer.
-        texts: N tuples of one or two segments.
+        texts: N strings or tuples of one or two segments (all of one kind).
         max_length: truncation length in tokens (longest segment is truncated first).
+        flag_truncated: add ``truncated``; this tokenises a second time, untruncated,
+            so the hot paths (prediction, the attack's queries) leave it off.
 
     Returns:
         N dicts with ``input_ids`` (and ``token_type_ids`` when the tokenizer makes them)
-        as lists of ints, plus ``truncated`` (bool).
+        as lists of ints, plus ``truncated`` (bool) when ``flag_truncated``.
+
+    Raises:
+        ValueError: the texts mix single segments and pairs, or have more than two segments.
     """
     texts = as_segments(texts)
+    if not texts:
+        return []
+    widths = {len(t) for t in texts}
+    if len(widths) != 1 or widths - {1, 2}:
+        raise ValueError(f"texts must all be single segments or all pairs, got segment "
+                         f"counts {sorted(widths)}")
     firsts = [t[0] for t in texts]
-    seconds = [t[1] for t in texts] if texts and len(texts[0]) > 1 else None
-    enc = tokenizer(firsts, seconds, truncation=True, max_length=max_length,
-                    return_overflowing_tokens=False, return_length=False)
-    full = tokenizer(firsts, seconds, truncation=False)["input_ids"]
+    seconds = [t[1] for t in texts] if len(texts[0]) > 1 else None
+    enc = tokenizer(firsts, seconds, truncation=True, max_length=max_length)
+    full = tokenizer(firsts, seconds, truncation=False)["input_ids"] if flag_truncated else None
     out = []
     for i in range(len(texts)):
-        row = {"input_ids": enc["input_ids"][i], "truncated": len(full[i]) > max_length}
+        row = {"input_ids": enc["input_ids"][i]}
+        if flag_truncated:
+            row["truncated"] = len(full[i]) > max_length
         if "token_type_ids" in enc:
             row["token_type_ids"] = enc["token_type_ids"][i]
         out.append(row)
@@ -84,7 +96,7 @@ def predict_logits(model, tokenizer, texts: Texts, max_length: int = 128,
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    rows = encode(tokenizer, texts, max_length)
+    rows = encode(tokenizer, texts, max_length, flag_truncated=False)
     order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable")
     out: list[np.ndarray | None] = [None] * len(rows)
     try:

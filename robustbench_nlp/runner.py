@@ -606,7 +606,9 @@ def training_key(config_record: dict) -> dict:
     options minus :data:`RESULT_NEUTRAL` and :data:`ATTACK_ONLY`, the defense config and the
     truncation length."""
     rec = _comparable(config_record)
-    run = {k: v for k, v in rec.get("run", {}).items() if k not in ATTACK_ONLY}
+    # through RunConfig, so that records written before an option existed get its default
+    full = _comparable({"run": config_to_dict(config_from_dict(rec.get("run", {})))})["run"]
+    run = {k: v for k, v in full.items() if k not in ATTACK_ONLY}
     return {"run": run, "defense": rec.get("defense"), "max_length": rec.get("max_length")}
 
 

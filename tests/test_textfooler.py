@@ -60,7 +60,7 @@ def test_wrapper_matches_direct_forward(backbone):
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-12)
     direct = np.stack([_direct_probs(tok, model, t) for t in TEXTS])
     assert np.abs(probs - direct).max() < 1e-5
-    assert w.forward_seconds > 0 and w.num_forward == len(TEXTS)
+    assert w.num_forward == len(TEXTS)
     # pairs may also come as lists; a bare string is one query
     np.testing.assert_allclose(w([list(TEXTS[3])])[0], probs[3])
     np.testing.assert_allclose(w(TEXTS[0])[0], probs[0])
@@ -346,7 +346,7 @@ def test_textfooler_end_to_end_sst2(backbone):
     for r in results:
         assert r.pred_before == int(victim.predict([r.original[0]])[0])
         assert r.pred_after == int(victim.predict([r.adversarial[0]])[0])
-    assert victim.forward_seconds > 0
+    assert victim.num_forward > 0
     res = atk.resources()
     assert {"embedding", "sentence_encoder", "pos_tagger"} <= set(res)
     assert res["sentence_encoder"]["threshold"] == 0.840845057
