@@ -172,6 +172,37 @@ def test_matches_textattack_recipe(monkeypatch, victim, ours):
     assert stock_wrapper.calls > 1000
 
 
+def test_matches_textattack_recipe_under_query_budget(monkeypatch, sst2, victim):
+    """With a query budget of 25 on both sides, examples whose budget runs out are "failed"
+    on both, with the same text and query count (the 30-example test above rarely fails)."""
+    from robustbench_nlp import resources as R  # first: sets up textattack offline
+    from robustbench_nlp.attacks.textfooler import TextFooler
+    from robustbench_nlp.attacks.wrapper import ClassifierWrapper
+    from textattack.attack_recipes import textfooler_jin_2019 as recipe
+    from textattack.shared import AttackedText, WordEmbedding
+
+    task, _, dev = sst2
+    tok, model = victim
+    atk = TextFooler(TextFooler.Config(resources="offline", query_budget=25))
+    rows = atk.examples(task, dev, 12, seed=0)
+    mine = list(atk.run(ClassifierWrapper(model, tok, max_length=128), task, rows))
+    emb, _ = R.load_word_embedding("counterfitted-glove-50d")
+    monkeypatch.setattr(WordEmbedding, "counterfitted_GLOVE_embedding", staticmethod(lambda: emb))
+    monkeypatch.setattr(recipe, "UniversalSentenceEncoder", R.USEm3Encoder)
+    monkeypatch.setattr(recipe, "PartOfSpeech", R.SpacyPartOfSpeech)
+    stock = recipe.TextFoolerJin2019.build(unbatched_wrapper(model, tok))
+    stock.goal_function.query_budget = 25
+    kinds = []
+    for row, m in zip(rows.to_dict("records"), mine):
+        res = stock.attack(AttackedText(OrderedDict(sentence=row["sentence"])), int(row["label"]))
+        kinds.append(_kind(res))
+        assert (m.index, m.result) == (row["index"], kinds[-1])
+        assert m.adversarial == (res.perturbed_result.attacked_text.text,)
+        if kinds[-1] != "skipped":
+            assert m.queries == res.num_queries <= 25
+    assert kinds.count("failed") >= 2 and kinds.count("successful") >= 2
+
+
 def _antonyms() -> set[tuple[str, str]]:
     from robustbench_nlp import resources as R
     from robustbench_nlp.counterfit import read_pairs
