@@ -15,6 +15,9 @@ typed in by hand. The runs it reads are those of::
 Usage::
 
     python scripts/study_report.py --db sqlite:///rbnlp.db [--out docs/results.md]
+
+With ``--out``, the two Figure-2 plots (``lambda.png``, ``epochs.png``) are written next to
+the report.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ def _fmt(x, nd=1) -> str:
 
 
 def _md(df: pd.DataFrame) -> str:
-    return df.to_markdown(index=False)
+    return df.to_markdown(index=False, disable_numparse=True)  # keep the formatted strings
 
 
 def _paper(paper: pd.DataFrame | None, method: str, task: str, attack: str) -> str:
@@ -111,44 +114,54 @@ def section_tasks(df: pd.DataFrame, paper) -> str:
     return "\n".join(out)
 
 
-def section_seeds(df: pd.DataFrame, paper) -> str:
-    """experiments/cpu_study_sst2.yaml: 5 defenses x 3 seeds, mean ± sample std."""
-    out = ["## Defenses on SST-2 under TextFooler, 3 seeds (Table 1 analogue)", "",
-           "`rbnlp sweep experiments/cpu_study_sst2.yaml`: all-MiniLM-L6-v2, 2,000 SST-2 "
-           "training sentences, 1 epoch, 100 attacked dev examples, seeds 0, 1, 2. Mean ± "
-           "sample standard deviation over the seeds; ACC on the full dev split (872).", ""]
-    sel = df[(df["task"] == "sst2") & (df["attack"] == "textfooler")
+def section_seeds(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
+    """experiments/cpu_study_sst2.yaml: 5 defenses x 3 seeds under ``attack``, mean ± sample
+    std over the seeds."""
+    if attack == "textfooler":
+        out = ["## Defenses on SST-2 under TextFooler, 3 seeds (Table 1 analogue)", "",
+               "`rbnlp sweep experiments/cpu_study_sst2.yaml`: all-MiniLM-L6-v2, 2,000 SST-2 "
+               "training sentences, 1 epoch, 100 attacked dev examples, seeds 0, 1, 2. Mean ± "
+               "sample standard deviation over the seeds; ACC on the full dev split (872).", ""]
+    else:
+        out = ["## The same defenses on AdvGLUE SST-2 (Table 2 analogue)", "",
+               "The AdvGLUE cells of the same sweep: each attacks the trained defense of the "
+               "TextFooler cell with the same seed (trained once), on all 148 AdvGLUE SST-2 "
+               "dev examples; AUA = accuracy on them, ACC = clean GLUE dev accuracy. ASR and "
+               "queries do not apply to a fixed adversarial set and are left out.", ""]
+    sel = df[(df["task"] == "sst2") & (df["attack"] == attack)
              & _params_are(df, train_examples=2000) & df["epoch_eval"].isna()
              & (df["num_examples"] == 100) & (df["model"] == "minilm")]
     if sel.empty:
         return "\n".join(out + ["(no finished runs of this sweep in the database)", ""])
     sel = sel.drop_duplicates(["defense", "seed"], keep="last")
+    metrics = METRICS if attack == "textfooler" else ["ACC", "AUA", "AVG"]
     rows = []
     for d in [d for d in DEFENSE_ORDER if d in set(sel["defense"])]:
         g = sel[sel["defense"] == d]
         row = {"defense": d, "seeds": len(g)}
-        for m in METRICS:
+        for m in metrics:
             v = g[m].astype(float)
             row[m] = f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(g) > 1 else _fmt(v.mean())
         row["trainable"] = f"{int(g['trainable'].iloc[0]):,}"
         row["train s"] = _fmt(g["train s"].mean(), 0)
         row["paper RoBERTa-base (ACC / AUA / AVG)"] = _paper(
-            paper, PAPER_NAME.get(d, ""), "sst2", "textfooler")
+            paper, PAPER_NAME.get(d, ""), "sst2", attack)
         rows.append(row)
     out += [_md(pd.DataFrame(rows)), ""]
-    per = sel[["defense", "seed", "id", "ACC", "AUA", "ASR", "skipped", "successful",
-               "failed"]].copy()
-    per["ACC"] = per["ACC"].map(_fmt)
-    per["AUA"] = per["AUA"].map(_fmt)
-    per["ASR"] = per["ASR"].map(_fmt)
-    per = per.sort_values(["defense", "seed"], key=lambda s: s.map(
-        {d: i for i, d in enumerate(DEFENSE_ORDER)}) if s.name == "defense" else s)
+    cols = ["defense", "seed", "id", "ACC", "AUA"] + (
+        ["ASR", "successful", "failed", "skipped"] if attack == "textfooler" else [])
+    per = sel[cols].copy()
+    for m in ("ACC", "AUA", "ASR"):
+        if m in per:
+            per[m] = per[m].map(_fmt)
+    per["order"] = per["defense"].map({d: i for i, d in enumerate(DEFENSE_ORDER)})
+    per = per.sort_values(["order", "seed"]).drop(columns="order")
     out += ["<details><summary>per run</summary>", "", _md(per.rename(columns={"id": "run id"})),
             "", "</details>", ""]
     return "\n".join(out)
 
 
-def section_lambda(df: pd.DataFrame) -> str:
+def section_lambda(df: pd.DataFrame, figures: Path | None = None) -> str:
     """experiments/cpu_study_lambda.yaml plus the λ = 0.5 seed-0 cell of the seed study."""
     out = ["## PEAFT λ sweep (Figure 2a analogue)", "",
            "`rbnlp sweep experiments/cpu_study_lambda.yaml` (λ = 0, 1, 2, 4) and the seed-0 "
@@ -167,7 +180,13 @@ def section_lambda(df: pd.DataFrame) -> str:
     tab = pd.DataFrame({"λ": sel["λ"], "run id": sel["id"],
                         **{m: sel[m].map(_fmt) for m in METRICS},
                         "train s": sel["train s"].map(lambda x: _fmt(x, 0))})
-    return "\n".join(out + [_md(tab), ""])
+    out += [_md(tab), ""]
+    if figures is not None:
+        name = _plot(figures / "lambda.png", "PEAFT on SST-2: λ vs ACC and AUA", "λ",
+                     {"ACC": (sel["λ"], sel["ACC"]), "AUA": (sel["λ"], sel["AUA"])})
+        if name:
+            out += [f"![λ vs ACC and AUA]({name})", ""]
+    return "\n".join(out)
 
 
 def section_carriers(df: pd.DataFrame) -> str:
@@ -201,7 +220,7 @@ def section_carriers(df: pd.DataFrame) -> str:
     return "\n".join(out + [_md(pd.DataFrame(rows)), ""])
 
 
-def section_epochs(df: pd.DataFrame) -> str:
+def section_epochs(df: pd.DataFrame, figures: Path | None = None) -> str:
     """experiments/cpu_study_epochs.yaml: train_stats['epochs'] of each run."""
     out = ["## ACC and AUA after every epoch (Figure 2b analogue)", "",
            "`rbnlp sweep experiments/cpu_study_epochs.yaml`: 3 epochs, 2,000 SST-2 training "
@@ -216,11 +235,54 @@ def section_epochs(df: pd.DataFrame) -> str:
                          "ASR": _fmt(e.get("asr"))})
     if not rows:
         return "\n".join(out + ["(no finished runs with --epoch-eval in the database)", ""])
-    return "\n".join(out + [_md(pd.DataFrame(rows)), ""])
+    tab = pd.DataFrame(rows)
+    out += [_md(tab), ""]
+    if figures is not None:
+        curves = {}
+        for d, g in tab.groupby("defense", sort=False):
+            curves[f"{d} AUA"] = (g["epoch"], g["AUA"].astype(float))
+            curves[f"{d} ACC"] = (g["epoch"], g["ACC"].astype(float))
+        name = _plot(figures / "epochs.png", "SST-2: ACC (dashed) and AUA (solid) after each "
+                     "epoch", "epoch", curves)
+        if name:
+            out += [f"![ACC and AUA over epochs]({name})", ""]
+    return "\n".join(out)
 
 
-def report(url: str, paper_dir: str | None = None) -> str:
-    """The whole markdown report for the database at ``url``."""
+def _plot(path: Path, title: str, xlabel: str, series: dict) -> str | None:
+    """Line plot of ``series`` (label -> (x, y)) saved as ``path`` (PNG); its file name, or
+    None when matplotlib is not installed. Labels ending in "ACC" are dashed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: figures skipped", file=sys.stderr)
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=110)
+    colours = {}
+    for label, (x, y) in series.items():
+        key = label.rsplit(" ", 1)[0] if " " in label else label
+        colour = colours.setdefault(key, f"C{len(colours)}")
+        ax.plot(list(x), [float(v) for v in y], marker="o",
+                linestyle="--" if label.endswith("ACC") else "-",
+                color=colour if " " in label else None, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("%")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return path.name
+
+
+def report(url: str, paper_dir: str | None = None, figures: Path | None = None) -> str:
+    """The whole markdown report for the database at ``url``; with ``figures``, the λ and
+    epoch plots are written there as PNG and linked (paths relative to the report)."""
     from robustbench_nlp.leaderboard import find_paper_dir
 
     df = load_runs(url)
@@ -238,8 +300,9 @@ def report(url: str, paper_dir: str | None = None) -> str:
             "mirror. Versions of the last run: "
             + ", ".join(f"{k} {v}" for k, v in versions.items()
                         if k in ("torch", "transformers", "peft", "textattack")) + ".", ""]
-    parts = [section_tasks(df, paper), section_seeds(df, paper), section_lambda(df),
-             section_carriers(df), section_epochs(df)]
+    parts = [section_tasks(df, paper), section_seeds(df, paper),
+             section_seeds(df, paper, "advglue"), section_lambda(df, figures),
+             section_carriers(df), section_epochs(df, figures)]
     return "\n".join(head + parts)
 
 
@@ -252,11 +315,13 @@ def main(argv: list[str] | None = None) -> int:
     from robustbench_nlp.errors import RBNLPError
 
     try:
-        text = report(args.db, args.paper_dir)
+        text = report(args.db, args.paper_dir,
+                      figures=Path(args.out).parent if args.out else None)
     except RBNLPError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
     else:
         print(text)

@@ -1,0 +1,92 @@
+"""scripts/study_report.py: docs/results.md is computed from the runs in the database."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from robustbench_nlp.db import Store
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "study_report.py"
+
+
+@pytest.fixture(scope="module")
+def report_mod():
+    spec = importlib.util.spec_from_file_location("study_report", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(store, rid, defense, seed, acc, aua, params, attack="textfooler", task="sst2",
+         dcfg=None, epoch_eval=None, train_stats=None, num_examples=100):
+    config = {"run": {"defense_params": params, "epoch_eval_examples": epoch_eval},
+              "defense": dcfg or {"carrier": "prompt", "adv_lambda": 0.5}}
+    store.create_run(id=rid, task=task, defense=defense, attack=attack, model="minilm",
+                     seed=seed, num_examples=num_examples, config=config, trainable_params=8450,
+                     train_seconds=100.0 + seed, train_stats=train_stats or {},
+                     status="finished", versions={"torch": "2.13.0+cpu"})
+    store.save_metrics(rid, acc=acc, aua=aua, avg=(acc + aua) / 2, asr=100.0 - aua,
+                       avg_queries=50.0, avg_perturbed_pct=12.0, attacked=100, successful=80,
+                       failed=int(aua), skipped=20 - int(aua))
+
+
+@pytest.fixture
+def db(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    store = Store(url)
+    study = {"train_examples": "2000"}
+    for seed, (acc, aua) in enumerate([(80.0, 1.0), (82.0, 2.0), (84.0, 6.0)]):
+        _run(store, f"pe{seed}", "peaft", seed, acc, aua, study)
+        _run(store, f"ag{seed}", "peaft", seed, acc, 40.0 + seed, study, attack="advglue",
+             train_stats={"reused_from": f"pe{seed}"})
+    _run(store, "ft0", "finetune", 0, 79.0, 0.0, study, dcfg={})
+    _run(store, "default", "peaft", 0, 79.9, 0.0, {})                    # the main job
+    _run(store, "lam2", "peaft", 0, 75.0, 3.0, {**study, "adv_lambda": "2"},
+         dcfg={"carrier": "prompt", "adv_lambda": 2.0})
+    _run(store, "lora", "peaft", 0, 78.0, 1.0, {**study, "carrier": "lora"},
+         dcfg={"carrier": "lora", "adv_lambda": 0.5})
+    _run(store, "ep", "peaft", 0, 81.0, 2.0, {**study, "epochs": "3"}, epoch_eval=50,
+         num_examples=50, train_stats={"epochs": [{"epoch": 1, "acc": 70.0, "aua": 0.0},
+                                                  {"epoch": 2, "acc": 75.5, "aua": 2.0}]})
+    return url
+
+
+def test_report_tables_from_the_database(report_mod, db, tmp_path):
+    text = report_mod.report(db, paper_dir=None, figures=tmp_path / "figs")
+    lines = text.splitlines()
+
+    def row(prefix):
+        (hit,) = [ln for ln in lines if ln.replace(" ", "").startswith(prefix)]
+        return [c.strip() for c in hit.strip("|").split("|")]
+
+    # seeds: mean ± sample std of 80/82/84 and 1/2/6; finetune has one seed
+    pe = row("|peaft|3|82.0±2.0|3.0±2.6|")
+    assert pe[-3] == "8,450" and pe[-2] == "101"  # train s: mean of 100, 101, 102
+    assert row("|finetune|1|79.0|0.0|")
+    # AdvGLUE table: AUA 40/41/42 over the same seeds
+    assert row("|peaft|3|82.0±2.0|41.0±1.0|")
+    # the main job's run is in the per-task table only, with the paper's RoBERTa-base row
+    # (no paper dir given: "–")
+    assert row("|sst2|textfooler|default|")[3] == "79.9"
+    # λ: the study's λ = 0.5 seed-0 cell and the λ = 2 run, in λ order
+    assert row("|0.5|pe0|")[2:4] == ["80.0", "1.0"] and row("|2.0|lam2|")[2:4] == ["75.0", "3.0"]
+    assert lines.index(next(ln for ln in lines if "pe0 " in ln and "| 0.5 " in ln)) < \
+        lines.index(next(ln for ln in lines if "lam2" in ln))
+    # carriers: prompt (the study's seed-0 cell) and lora
+    assert row("|lora|with(λ=0.5)|lora|")[3] == "78.0"
+    assert row("|prompt|with(λ=0.5)|pe0|")[3] == "80.0"
+    # epochs
+    assert row("|peaft|ep|2|") == ["peaft", "ep", "2", "75.5", "2.0", "–"]
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["epochs.png", "lambda.png"]
+
+
+def test_report_script_writes_file_and_is_reproducible(report_mod, db, tmp_path):
+    out = tmp_path / "docs" / "results.md"
+    assert report_mod.main(["--db", db, "--out", str(out)]) == 0
+    first = out.read_text()
+    assert report_mod.main(["--db", db, "--out", str(out)]) == 0
+    assert out.read_text() == first and "(no finished" not in first
+    assert (out.parent / "lambda.png").stat().st_size > 1000
