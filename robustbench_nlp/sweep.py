@@ -135,16 +135,50 @@ def cell_status(store, cells: list[Cell]) -> dict[str, tuple[str, str]]:
     return out
 
 
-def estimate_seconds(store, cell: Cell) -> float:
-    """Mean train + attack seconds of finished runs of the same defense and task, else
-    :data:`DEFAULT_SECONDS`."""
+def _train_key(cfg: RunConfig) -> str:
+    """What decides a cell's trained defense (see :func:`robustbench_nlp.runner.training_key`)."""
+    from .runner import config_to_dict, training_key
+
+    return json.dumps(training_key({"run": config_to_dict(cfg)}), sort_keys=True, default=str)
+
+
+def estimate_seconds(store, cell: Cell, trained: set[str] | None = None) -> float:
+    """Expected seconds of a cell: training + attack.
+
+    Training: 0 when ``trained`` (training keys of runs already trained, or of earlier cells of
+    the sweep) holds the cell's key, since the runner then reuses that defense; else the mean
+    ``train_seconds`` of finished runs of the same defense and task with the same ``--set``
+    options, else of the same defense and task, else :data:`DEFAULT_SECONDS`. Attack: the
+    mean ``attack_seconds`` of finished runs of the same task and attack (0 when none; the
+    defaults above include it)."""
     df = store.runs_frame()
-    if not df.empty:
-        same = df[(df["status"] == "finished") & (df["defense"] == cell.cfg.defense)
-                  & (df["task"] == cell.cfg.task)]
-        if len(same):
-            return float((same["train_seconds"].fillna(0) + same["attack_seconds"].fillna(0)).mean())
-    return float(DEFAULT_SECONDS.get(cell.cfg.defense, 600))
+    c = cell.cfg
+    if df.empty:
+        return float(DEFAULT_SECONDS.get(c.defense, 600))
+    done = df[df["status"] == "finished"]
+    attack = done[(done["task"] == c.task) & (done["attack"] == c.attack)]["attack_seconds"]
+    attack_s = float(attack.dropna().mean()) if attack.notna().any() else 0.0
+    if trained is not None and _train_key(c) in trained:
+        return attack_s
+    same = done[(done["defense"] == c.defense) & (done["task"] == c.task)]
+    params = {k: str(v) for k, v in c.defense_params.items()}
+    exact = same[[((cfg or {}).get("run", {}).get("defense_params") or {}) == params
+                  for cfg in same["config"]]]
+    for rows in (exact, same):
+        if rows["train_seconds"].notna().any():
+            return float(rows["train_seconds"].dropna().mean()) + attack_s
+    return float(DEFAULT_SECONDS.get(c.defense, 600))
+
+
+def trained_keys(store) -> set[str]:
+    """Training keys of the runs of ``store`` that are past training."""
+    from .runner import config_from_dict
+
+    df = store.runs_frame()
+    if df.empty:
+        return set()
+    past = df[df["train_seconds"].notna()]
+    return {_train_key(config_from_dict((cfg or {}).get("run", {}))) for cfg in past["config"]}
 
 
 def run_sweep(path: str | Path, db: str | None = None, dry_run: bool = False,
@@ -171,9 +205,11 @@ def run_sweep(path: str | Path, db: str | None = None, dry_run: bool = False,
     report = []
     if dry_run:
         total = 0.0
+        trained = trained_keys(store)
         for c in sweep.cells:
             st, rid = states.get(c.key, ("new", ""))
-            est = 0.0 if st == "finished" else estimate_seconds(store, c)
+            est = 0.0 if st == "finished" else estimate_seconds(store, c, trained)
+            trained.add(_train_key(c.cfg))  # later cells with its training settings reuse it
             total += est
             echo(f"{c.label():70s} {st:10s} {rid:12s} ~{est / 60:.1f} min")
             report.append({"label": c.label(), "status": st, "run_id": rid})

@@ -71,3 +71,33 @@ def test_epoch_eval_records_acc_and_aua(tmp_path, data_dir, monkeypatch):
                for e in epochs)
     # the last epoch's clean accuracy is the run's ACC (same weights, same dev split)
     assert epochs[-1]["acc"] == pytest.approx(m["acc"])
+
+
+def test_dry_run_estimate_counts_training_once(tmp_path):
+    """Estimates come from finished runs with the same --set options; a cell whose training
+    settings an earlier cell (or a stored run) shares costs its attack only."""
+    from robustbench_nlp.runner import RunConfig, config_to_dict
+    from robustbench_nlp.sweep import estimate_seconds, trained_keys
+
+    db = f"sqlite:///{tmp_path / 'est.db'}"
+    store = open_store(db)
+    for rid, params, attack, train_s, attack_s in [
+            ("a", {"train_examples": "2000"}, "textfooler", 100.0, 60.0),
+            ("b", {}, "textfooler", 400.0, 80.0),
+            ("c", {}, "advglue", 400.0, 3.0)]:
+        cfg = RunConfig(defense="peaft", attack=attack, defense_params=params)
+        store.create_run(id=rid, task="sst2", defense="peaft", attack=attack, model="minilm",
+                         seed=0, num_examples=100, config={"run": config_to_dict(cfg)},
+                         train_seconds=train_s, attack_seconds=attack_s, status="finished")
+    p = tmp_path / "s.yaml"
+    p.write_text("name: e\ngrid: {defense: [peaft], task: [sst2], attack: [textfooler, advglue],"
+                 " seed: [1]}\nparams: {peaft: {train_examples: [2000]}}\n")
+    tf, ag = load_sweep(p).cells
+    assert estimate_seconds(store, tf) == 100.0 + (60.0 + 80.0) / 2
+    assert estimate_seconds(store, ag) == 100.0 + 3.0
+    trained = trained_keys(store)
+    assert len(trained) == 2  # a, and b/c (same training settings)
+    assert estimate_seconds(store, ag, trained) == 103.0  # seed 1 is not trained yet
+    lines = []
+    run_sweep(p, db=db, dry_run=True, echo=lines.append)
+    assert lines[-1] == f"2 cells, 0 finished; estimated {(170.0 + 3.0) / 3600:.2f} h for the rest"
