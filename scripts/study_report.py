@@ -56,6 +56,15 @@ def load_runs(url: str) -> pd.DataFrame:
     return df.rename(columns=RENAME).sort_values("created_at")
 
 
+def _degenerate(r) -> str:
+    """``"yes (98.0 / 68.4)"``: predicted / gold share of the most-predicted class, or "no"."""
+    pred, gold = r.get("pred_distribution") or {}, r.get("gold_distribution") or {}
+    if not bool(r.get("degenerate")) or not pred:
+        return "no"
+    top = max(pred, key=pred.get)
+    return f"yes ({pred[top]:.1f} / {gold.get(top, 0.0):.1f})"
+
+
 def _params_are(df: pd.DataFrame, **want) -> pd.Series:
     return df["params"].apply(lambda p: p == {k: str(v) for k, v in want.items()})
 
@@ -105,12 +114,16 @@ def section_tasks(df: pd.DataFrame, paper) -> str:
                          "train s": _fmt(r["train s"], 0) + (f" (run {reused})" if reused
                                                              else ""),
                          "attack s": _fmt(r["attack_seconds"], 0),
+                         "degenerate": _degenerate(r),
                          "paper PEAFT RoBERTa-base": _paper(paper, "PEAFT", task, attack)})
     if not rows:
         return "\n".join(out + ["(no finished default PEAFT runs in this database)", ""])
     out += [_md(pd.DataFrame(rows)), "",
             "`train s` with a run id: the trained defense of that run was reused "
-            "(same training settings, another attack), so training ran once.", ""]
+            "(same training settings, another attack), so training ran once. `degenerate`: "
+            "the most-predicted class exceeds its share of gold labels by more than 15 points "
+            "(predicted / gold share of that class, %); such a model cannot be attacked on most "
+            "inputs, so its AUA says little about robustness.", ""]
     return "\n".join(out)
 
 
@@ -151,6 +164,7 @@ def section_seeds(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
     cols = ["defense", "seed", "id", "ACC", "AUA"] + (
         ["ASR", "successful", "failed", "skipped"] if attack == "textfooler" else [])
     per = sel[cols].copy()
+    per["degenerate"] = [_degenerate(r) for _, r in sel.iterrows()]
     for m in ("ACC", "AUA", "ASR"):
         if m in per:
             per[m] = per[m].map(_fmt)

@@ -21,7 +21,7 @@ def report_mod():
 
 
 def _run(store, rid, defense, seed, acc, aua, params, attack="textfooler", task="sst2",
-         dcfg=None, epoch_eval=None, train_stats=None, num_examples=100):
+         dcfg=None, epoch_eval=None, train_stats=None, num_examples=100, **metrics):
     config = {"run": {"defense_params": params, "epoch_eval_examples": epoch_eval},
               "defense": dcfg or {"carrier": "prompt", "adv_lambda": 0.5}}
     store.create_run(id=rid, task=task, defense=defense, attack=attack, model="minilm",
@@ -30,7 +30,7 @@ def _run(store, rid, defense, seed, acc, aua, params, attack="textfooler", task=
                      status="finished", versions={"torch": "2.13.0+cpu"})
     store.save_metrics(rid, acc=acc, aua=aua, avg=(acc + aua) / 2, asr=100.0 - aua,
                        avg_queries=50.0, avg_perturbed_pct=12.0, attacked=100, successful=80,
-                       failed=int(aua), skipped=20 - int(aua))
+                       failed=int(aua), skipped=20 - int(aua), **metrics)
 
 
 @pytest.fixture
@@ -44,6 +44,9 @@ def db(tmp_path):
              train_stats={"reused_from": f"pe{seed}"})
     _run(store, "ft0", "finetune", 0, 79.0, 0.0, study, dcfg={})
     _run(store, "default", "peaft", 0, 79.9, 0.0, {})                    # the main job
+    _run(store, "mrpc", "peaft", 0, 69.9, 66.0, {}, task="mrpc", degenerate=True,
+         pred_distribution={"not_equivalent": 1.96, "equivalent": 98.04},
+         gold_distribution={"not_equivalent": 31.62, "equivalent": 68.38})
     _run(store, "lam2", "peaft", 0, 75.0, 3.0, {**study, "adv_lambda": "2"},
          dcfg={"carrier": "prompt", "adv_lambda": 2.0})
     _run(store, "lora", "peaft", 0, 78.0, 1.0, {**study, "carrier": "lora"},
@@ -71,6 +74,8 @@ def test_report_tables_from_the_database(report_mod, db, tmp_path):
     # the main job's run is in the per-task table only, with the paper's RoBERTa-base row
     # (no paper dir given: "–")
     assert row("|sst2|textfooler|default|")[3] == "79.9"
+    assert row("|sst2|textfooler|default|")[-2] == "no"
+    assert row("|mrpc|textfooler|mrpc|")[-2] == "yes (98.0 / 68.4)"
     # λ: the study's λ = 0.5 seed-0 cell and the λ = 2 run, in λ order
     assert row("|0.5|pe0|")[2:4] == ["80.0", "1.0"] and row("|2.0|lam2|")[2:4] == ["75.0", "3.0"]
     assert lines.index(next(ln for ln in lines if "pe0 " in ln and "| 0.5 " in ln)) < \
