@@ -34,6 +34,7 @@ def test_two_workers_equal_one(tmp_path, data_dir):
     for workers in (1, 2):
         cfg = RunConfig(defense="finetune", attack="textfooler", num_examples=6, seed=0,
                         runs_dir=str(tmp_path / "runs"), progress=False, workers=workers,
+                        reuse_trained=False,  # both train: equal rows also need equal training
                         defense_params={"train_examples": 32, "batch_size": 16},
                         attack_params={"resources": "offline"})
         out[workers] = execute(cfg, store=store, echo=lambda s: None)
