@@ -127,6 +127,43 @@ def section_tasks(df: pd.DataFrame, paper) -> str:
     return "\n".join(out)
 
 
+def seed_runs(df: pd.DataFrame, attack: str = "textfooler") -> pd.DataFrame:
+    """The runs of experiments/cpu_study_sst2.yaml under ``attack``, one per (defense, seed)."""
+    if df.empty:
+        return df
+    sel = df[(df["task"] == "sst2") & (df["attack"] == attack)
+             & _params_are(df, train_examples=2000) & df["epoch_eval"].isna()
+             & (df["num_examples"] == 100) & (df["model"] == "minilm")]
+    return sel.drop_duplicates(["defense", "seed"], keep="last")
+
+
+def lambda_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """The λ sweep (experiments/cpu_study_lambda.yaml plus the seed study's seed-0 PEAFT
+    cell), one run per λ, sorted by the column ``λ``."""
+    if df.empty:
+        return df
+    sel = df[(df["defense"] == "peaft") & (df["task"] == "sst2") & (df["attack"] == "textfooler")
+             & (df["seed"] == 0) & df["epoch_eval"].isna() & (df["model"] == "minilm")
+             & (df["num_examples"] == 100)]
+    keep = sel["params"].apply(lambda p: set(p) <= {"train_examples", "adv_lambda"}
+                               and p.get("train_examples") == "2000")
+    sel = sel[keep].copy()
+    sel["λ"] = sel["dcfg"].apply(lambda c: float(c.get("adv_lambda")))
+    return sel.drop_duplicates("λ", keep="last").sort_values("λ")
+
+
+def epoch_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, epoch) of the runs with ``--epoch-eval`` on SST-2: defense, run id,
+    epoch, ACC, AUA, ASR (floats)."""
+    rows = []
+    sel = df[df["epoch_eval"].notna() & (df["task"] == "sst2")] if len(df) else df
+    for _, r in sel.iterrows():
+        for e in (r["train_stats"] or {}).get("epochs") or []:
+            rows.append({"defense": r["defense"], "run id": r["id"], "epoch": e.get("epoch"),
+                         "ACC": e.get("acc"), "AUA": e.get("aua"), "ASR": e.get("asr")})
+    return pd.DataFrame(rows, columns=["defense", "run id", "epoch", "ACC", "AUA", "ASR"])
+
+
 def section_seeds(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
     """experiments/cpu_study_sst2.yaml: 5 defenses x 3 seeds under ``attack``, mean ± sample
     std over the seeds."""
@@ -141,12 +178,9 @@ def section_seeds(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
                "TextFooler cell with the same seed (trained once), on all 148 AdvGLUE SST-2 "
                "dev examples; AUA = accuracy on them, ACC = clean GLUE dev accuracy. ASR and "
                "queries do not apply to a fixed adversarial set and are left out.", ""]
-    sel = df[(df["task"] == "sst2") & (df["attack"] == attack)
-             & _params_are(df, train_examples=2000) & df["epoch_eval"].isna()
-             & (df["num_examples"] == 100) & (df["model"] == "minilm")]
+    sel = seed_runs(df, attack)
     if sel.empty:
         return "\n".join(out + ["(no finished runs of this sweep in the database)", ""])
-    sel = sel.drop_duplicates(["defense", "seed"], keep="last")
     metrics = METRICS if attack == "textfooler" else ["ACC", "AUA", "AVG"]
     rows = []
     for d in [d for d in DEFENSE_ORDER if d in set(sel["defense"])]:
@@ -181,16 +215,9 @@ def section_lambda(df: pd.DataFrame, figures: Path | None = None) -> str:
            "`rbnlp sweep experiments/cpu_study_lambda.yaml` (λ = 0, 1, 2, 4) and the seed-0 "
            "PEAFT cell of the seed study (λ = 0.5, the default); SST-2, 2,000 training "
            "sentences, seed 0, 100 attacked examples. The paper sweeps λ on QNLI.", ""]
-    sel = df[(df["defense"] == "peaft") & (df["task"] == "sst2") & (df["attack"] == "textfooler")
-             & (df["seed"] == 0) & df["epoch_eval"].isna() & (df["model"] == "minilm")
-             & (df["num_examples"] == 100)]
-    keep = sel["params"].apply(lambda p: set(p) <= {"train_examples", "adv_lambda"}
-                               and p.get("train_examples") == "2000")
-    sel = sel[keep].copy()
+    sel = lambda_runs(df)
     if sel.empty:
         return "\n".join(out + ["(no finished runs of this sweep in the database)", ""])
-    sel["λ"] = sel["dcfg"].apply(lambda c: float(c.get("adv_lambda")))
-    sel = sel.drop_duplicates("λ", keep="last").sort_values("λ")
     tab = pd.DataFrame({"λ": sel["λ"], "run id": sel["id"],
                         **{m: sel[m].map(_fmt) for m in METRICS},
                         "train s": sel["train s"].map(lambda x: _fmt(x, 0))})
@@ -240,17 +267,10 @@ def section_epochs(df: pd.DataFrame, figures: Path | None = None) -> str:
            "`rbnlp sweep experiments/cpu_study_epochs.yaml`: 3 epochs, 2,000 SST-2 training "
            "sentences, seed 0; after every epoch ACC on the full dev split and AUA under "
            "TextFooler on the first 50 dev examples (`--epoch-eval 50`).", ""]
-    sel = df[df["epoch_eval"].notna() & (df["task"] == "sst2")]
-    rows = []
-    for _, r in sel.iterrows():
-        for e in (r["train_stats"] or {}).get("epochs") or []:
-            rows.append({"defense": r["defense"], "run id": r["id"], "epoch": e.get("epoch"),
-                         "ACC": _fmt(e.get("acc")), "AUA": _fmt(e.get("aua")),
-                         "ASR": _fmt(e.get("asr"))})
-    if not rows:
+    tab = epoch_rows(df)
+    if tab.empty:
         return "\n".join(out + ["(no finished runs with --epoch-eval in the database)", ""])
-    tab = pd.DataFrame(rows)
-    out += [_md(tab), ""]
+    out += [_md(tab.assign(**{m: tab[m].map(_fmt) for m in ("ACC", "AUA", "ASR")})), ""]
     if figures is not None:
         curves = {}
         for d, g in tab.groupby("defense", sort=False):
@@ -261,6 +281,74 @@ def section_epochs(df: pd.DataFrame, figures: Path | None = None) -> str:
         if name:
             out += [f"![ACC and AUA over epochs]({name})", ""]
     return "\n".join(out)
+
+
+def _mean_sd(v: pd.Series) -> tuple[float, float]:
+    v = v.astype(float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def section_reading(df: pd.DataFrame) -> str:
+    """The paper's claims checked against the tables above, each verdict computed from the
+    numbers it quotes (nothing here is typed in by hand)."""
+    out = ["## Reading: the paper's claims at this scale", ""]
+    for attack, name in (("textfooler", "TextFooler"), ("advglue", "AdvGLUE")):
+        sel = seed_runs(df, attack)
+        stats = {d: _mean_sd(sel.loc[sel["defense"] == d, "AUA"])
+                 for d in ("peaft", "freelb", "rose") if (sel["defense"] == d).any()}
+        accs = {d: _mean_sd(sel.loc[sel["defense"] == d, "ACC"]) for d in stats}
+        if len(stats) < 3:
+            out.append(f"- *PEAFT has far higher AUA than FreeLB and ROSE ({name})*: not all "
+                       "three defenses are in the database yet.")
+            continue
+        pe, margin = stats["peaft"], []
+        for d in ("freelb", "rose"):
+            margin.append(pe[0] - stats[d][0] - (pe[1] + stats[d][1]))
+        verdict = ("holds" if min(margin) > 0 else
+                   "does not hold" if all(pe[0] <= stats[d][0] for d in ("freelb", "rose"))
+                   else "is not shown (the differences are within one standard deviation)")
+        out.append(
+            f"- *PEAFT reaches far higher AUA than FreeLB and ROSE at similar ACC* ({name}, "
+            f"SST-2, 3 seeds): {verdict}. AUA PEAFT {pe[0]:.1f} ± {pe[1]:.1f}, FreeLB "
+            f"{stats['freelb'][0]:.1f} ± {stats['freelb'][1]:.1f}, ROSE {stats['rose'][0]:.1f} "
+            f"± {stats['rose'][1]:.1f}; ACC {accs['peaft'][0]:.1f} / {accs['freelb'][0]:.1f} / "
+            f"{accs['rose'][0]:.1f}.")
+    lam = lambda_runs(df)
+    if len(lam) >= 3:
+        rho_aua = lam["λ"].corr(lam["AUA"].astype(float), method="spearman")
+        rho_acc = lam["λ"].corr(lam["ACC"].astype(float), method="spearman")
+        holds = rho_aua > 0 and rho_acc < 0
+        out.append(
+            f"- *As λ grows, AUA rises and ACC falls* (SST-2, λ = "
+            f"{', '.join(f'{x:g}' for x in lam['λ'])}): "
+            f"{'holds' if holds else 'does not hold'} here; Spearman ρ(λ, AUA) = "
+            f"{_fmt(rho_aua, 2)}, ρ(λ, ACC) = {_fmt(rho_acc, 2)}; AUA ranges "
+            f"{lam['AUA'].min():.1f}–{lam['AUA'].max():.1f}, ACC {lam['ACC'].min():.1f}–"
+            f"{lam['ACC'].max():.1f}.")
+    ep = epoch_rows(df)
+    if len(ep):
+        parts = []
+        trend = {}
+        for d, g in ep.sort_values("epoch").groupby("defense", sort=False):
+            trend[d] = float(g["AUA"].iloc[-1]) - float(g["AUA"].iloc[0])
+            parts.append(f"{d} {' → '.join(_fmt(x) for x in g['AUA'])}")
+        if not {"peaft", "freelb", "rose"} <= set(trend):
+            verdict = "not all three defenses are in the database yet"
+        else:
+            ok = trend["peaft"] > 0 and trend["freelb"] <= 0 and trend["rose"] <= 0
+            verdict = "holds" if ok else "does not hold"
+        out.append(f"- *PEAFT gains AUA over epochs while FreeLB and ROSE lose it* (SST-2, AUA "
+                   f"on 50 examples after each epoch): {verdict} here; {'; '.join(parts)}.")
+    tasks = df[(df["defense"] == "peaft") & _params_are(df) & df["epoch_eval"].isna()
+               & (df["seed"] == 0) & (df["model"] == "minilm")] if len(df) else df
+    degenerate = [f"{r['task']} ({_degenerate(r)[5:-1]})" for _, r in
+                  tasks.drop_duplicates(["task"], keep="last").iterrows()
+                  if _degenerate(r) != "no"]
+    if degenerate:
+        out.append("- Degenerate default PEAFT classifiers (predicted / gold share of the "
+                   f"majority class): {', '.join(degenerate)}; their AUA reflects a nearly "
+                   "constant prediction, not robustness.")
+    return "\n".join(out + [""])
 
 
 def _plot(path: Path, title: str, xlabel: str, series: dict) -> str | None:
@@ -314,7 +402,7 @@ def report(url: str, paper_dir: str | None = None, figures: Path | None = None) 
             "mirror. Versions of the last run: "
             + ", ".join(f"{k} {v}" for k, v in versions.items()
                         if k in ("torch", "transformers", "peft", "textattack")) + ".", ""]
-    parts = [section_tasks(df, paper), section_seeds(df, paper),
+    parts = [section_reading(df), section_tasks(df, paper), section_seeds(df, paper),
              section_seeds(df, paper, "advglue"), section_lambda(df, figures),
              section_carriers(df), section_epochs(df, figures)]
     return "\n".join(head + parts)
