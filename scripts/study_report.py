@@ -212,8 +212,8 @@ def section_seeds(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
 def section_lambda(df: pd.DataFrame, figures: Path | None = None) -> str:
     """experiments/cpu_study_lambda.yaml plus the λ = 0.5 seed-0 cell of the seed study."""
     out = ["## PEAFT λ sweep (Figure 2a analogue)", "",
-           "`rbnlp sweep experiments/cpu_study_lambda.yaml` (λ = 0, 1, 2, 4) and the seed-0 "
-           "PEAFT cell of the seed study (λ = 0.5, the default); SST-2, 2,000 training "
+           "`rbnlp sweep experiments/cpu_study_lambda.yaml` (λ = 0, 0.25, 1, 2, 4) and the "
+           "seed-0 PEAFT cell of the seed study (λ = 0.5, the default); SST-2, 2,000 training "
            "sentences, seed 0, 100 attacked examples. The paper sweeps λ on QNLI.", ""]
     sel = lambda_runs(df)
     if sel.empty:
