@@ -93,9 +93,10 @@ def test_report_tables_from_the_database(report_mod, db, tmp_path):
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["epochs.png", "lambda.png"]
     # the reading: verdicts computed from the tables
     assert ("- *PEAFT reaches far higher AUA than FreeLB and ROSE at similar ACC* (TextFooler, "
-            "SST-2, 3 seeds): is not shown (the differences are within one standard "
-            "deviation). AUA PEAFT 3.0 ± 2.6, FreeLB 1.0 ± 1.0, ROSE 0.0 ± 0.0; ACC 82.0 / "
-            "81.0 / 80.0.") in lines
+            "SST-2, 3 seeds): not shown (a difference within the seeds' spread). AUA PEAFT "
+            "3.0 ± 2.6, FreeLB 1.0 ± 1.0, ROSE 0.0 ± 0.0: PEAFT minus FreeLB +2.0, minus ROSE "
+            "+3.0 points (the sums of standard deviations are 3.6 and 2.6); ACC PEAFT minus "
+            "FreeLB +1.0, minus ROSE +2.0 points.") in lines
     assert ("- *As λ grows, AUA rises and ACC falls* (SST-2, λ = 0, 0.5, 2): holds here; "
             "Spearman ρ(λ, AUA) = 1.00, ρ(λ, ACC) = -1.00; AUA ranges 0.0–3.0, ACC "
             "75.0–82.0.") in lines
