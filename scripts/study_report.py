@@ -283,6 +283,10 @@ def section_epochs(df: pd.DataFrame, figures: Path | None = None) -> str:
     return "\n".join(out)
 
 
+def _rho_text(rho: float, name: str) -> str:
+    return f"undefined ({name} is the same at every λ)" if pd.isna(rho) else f"{rho:.2f}"
+
+
 def _mean_sd(v: pd.Series) -> tuple[float, float]:
     v = v.astype(float)
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
@@ -321,14 +325,17 @@ def section_reading(df: pd.DataFrame) -> str:
             f"{acc_gap['freelb']:+.1f}, minus ROSE {acc_gap['rose']:+.1f} points.")
     lam = lambda_runs(df)
     if len(lam) >= 3:
-        rho_aua = lam["λ"].corr(lam["AUA"].astype(float), method="spearman")
-        rho_acc = lam["λ"].corr(lam["ACC"].astype(float), method="spearman")
-        holds = rho_aua > 0 and rho_acc < 0
+        def rho(col: str) -> float:  # NaN (not a warning) when a column is constant
+            v = lam[col].astype(float)
+            return float("nan") if v.nunique() < 2 else lam["λ"].corr(v, method="spearman")
+
+        rho_aua, rho_acc = rho("AUA"), rho("ACC")
+        holds = rho_aua > 0 and rho_acc < 0  # False when either is NaN
         out.append(
             f"- *As λ grows, AUA rises and ACC falls* (SST-2, λ = "
             f"{', '.join(f'{x:g}' for x in lam['λ'])}): "
             f"{'holds' if holds else 'does not hold'} here; Spearman ρ(λ, AUA) = "
-            f"{_fmt(rho_aua, 2)}, ρ(λ, ACC) = {_fmt(rho_acc, 2)}; AUA ranges "
+            f"{_rho_text(rho_aua, 'AUA')}, ρ(λ, ACC) = {_rho_text(rho_acc, 'ACC')}; AUA ranges "
             f"{lam['AUA'].min():.1f}–{lam['AUA'].max():.1f}, ACC {lam['ACC'].min():.1f}–"
             f"{lam['ACC'].max():.1f}.")
     ep = epoch_rows(df)
