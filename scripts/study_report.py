@@ -270,7 +270,9 @@ def section_epochs(df: pd.DataFrame, figures: Path | None = None) -> str:
     tab = epoch_rows(df)
     if tab.empty:
         return "\n".join(out + ["(no finished runs with --epoch-eval in the database)", ""])
-    out += [_md(tab.assign(**{m: tab[m].map(_fmt) for m in ("ACC", "AUA", "ASR")})), ""]
+    shown = tab.dropna(axis=1, how="all")  # ASR only when the runs recorded it
+    out += [_md(shown.assign(**{m: shown[m].map(_fmt) for m in ("ACC", "AUA", "ASR")
+                               if m in shown})), ""]
     if figures is not None:
         curves = {}
         for d, g in tab.groupby("defense", sort=False):

@@ -89,7 +89,7 @@ def test_report_tables_from_the_database(report_mod, db, tmp_path):
     assert row("|lora|with(λ=0.5)|lora|")[3] == "78.0"
     assert row("|prompt|with(λ=0.5)|pe0|")[3] == "80.0"
     # epochs
-    assert row("|peaft|ep|2|") == ["peaft", "ep", "2", "75.5", "2.0", "–"]
+    assert row("|peaft|ep|2|") == ["peaft", "ep", "2", "75.5", "2.0"]  # no ASR recorded
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["epochs.png", "lambda.png"]
     # the reading: verdicts computed from the tables
     assert ("- *PEAFT reaches far higher AUA than FreeLB and ROSE at similar ACC* (TextFooler, "
