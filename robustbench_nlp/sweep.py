@@ -29,6 +29,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from .errors import ConfigError
@@ -162,8 +163,9 @@ def estimate_seconds(store, cell: Cell, trained: set[str] | None = None) -> floa
         return attack_s
     same = done[(done["defense"] == c.defense) & (done["task"] == c.task)]
     params = {k: str(v) for k, v in c.defense_params.items()}
-    exact = same[[((cfg or {}).get("run", {}).get("defense_params") or {}) == params
-                  for cfg in same["config"]]]
+    mask = pd.Series([((cfg or {}).get("run", {}).get("defense_params") or {}) == params
+                      for cfg in same["config"]], index=same.index, dtype=bool)
+    exact = same[mask]  # a Series mask: an empty list would select no columns
     for rows in (exact, same):
         if rows["train_seconds"].notna().any():
             return float(rows["train_seconds"].dropna().mean()) + attack_s

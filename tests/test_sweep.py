@@ -101,3 +101,8 @@ def test_dry_run_estimate_counts_training_once(tmp_path):
     lines = []
     run_sweep(p, db=db, dry_run=True, echo=lines.append)
     assert lines[-1] == f"2 cells, 0 finished; estimated {(170.0 + 3.0) / 3600:.2f} h for the rest"
+    # a defense/task with no finished run falls back to the default per-cell time
+    p.write_text(p.read_text().replace("task: [sst2]", "task: [rte]"))
+    lines = []
+    run_sweep(p, db=db, dry_run=True, echo=lines.append)
+    assert lines[-1].startswith("2 cells, 0 finished; estimated")
