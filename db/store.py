@@ -162,12 +162,23 @@ class Store:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
-        try:
-            self._init_schema()
-        except ConfigError:
-            raise
-        except (OperationalError, DBAPIError, ValueError, OSError) as e:
-            raise ConfigError(f"cannot open database {self.safe_url!r}: {_first_line(e)}") from None
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                self._init_schema()
+                break
+            except ConfigError:
+                raise
+            except OperationalError as e:
+                # SQLite can answer "database is locked" at once (without the busy timeout)
+                # while another process switches a fresh file to WAL or creates the schema
+                if _is_lock_error(e) and attempt < WRITE_ATTEMPTS - 1:
+                    time.sleep(0.2 * 2 ** attempt)
+                    continue
+                raise ConfigError(f"cannot open database {self.safe_url!r}: "
+                                  f"{_first_line(e)}") from None
+            except (DBAPIError, ValueError, OSError) as e:
+                raise ConfigError(f"cannot open database {self.safe_url!r}: "
+                                  f"{_first_line(e)}") from None
 
     # -- schema -------------------------------------------------------------------------
     def schema_revision(self) -> str | None:
