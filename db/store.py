@@ -70,6 +70,23 @@ def _is_lock_error(e: BaseException) -> bool:
     return isinstance(e, OperationalError) and ("locked" in msg or "busy" in msg)
 
 
+def _retry_locked(fn: Callable[[], T]) -> T:
+    """``fn()``, called again with back-off (0.2, 0.4, ... s; :data:`WRITE_ATTEMPTS` calls in
+    all) while it raises a "database is locked/busy" :class:`OperationalError`.
+
+    Raises:
+        OperationalError: the last lock error, or any other database error at once.
+    """
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            return fn()
+        except OperationalError as e:
+            if not _is_lock_error(e) or attempt == WRITE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * 2 ** attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _migration_config(connection: Connection | None = None):
     from alembic.config import Config
 
@@ -162,23 +179,14 @@ class Store:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
-        for attempt in range(WRITE_ATTEMPTS):
-            try:
-                self._init_schema()
-                break
-            except ConfigError:
-                raise
-            except OperationalError as e:
-                # SQLite can answer "database is locked" at once (without the busy timeout)
-                # while another process switches a fresh file to WAL or creates the schema
-                if _is_lock_error(e) and attempt < WRITE_ATTEMPTS - 1:
-                    time.sleep(0.2 * 2 ** attempt)
-                    continue
-                raise ConfigError(f"cannot open database {self.safe_url!r}: "
-                                  f"{_first_line(e)}") from None
-            except (DBAPIError, ValueError, OSError) as e:
-                raise ConfigError(f"cannot open database {self.safe_url!r}: "
-                                  f"{_first_line(e)}") from None
+        try:
+            # SQLite can answer "database is locked" at once (without the busy timeout) while
+            # another process switches a fresh file to WAL or creates the schema
+            _retry_locked(self._init_schema)
+        except ConfigError:
+            raise
+        except (OperationalError, DBAPIError, ValueError, OSError) as e:
+            raise ConfigError(f"cannot open database {self.safe_url!r}: {_first_line(e)}") from None
 
     # -- schema -------------------------------------------------------------------------
     def schema_revision(self) -> str | None:
@@ -271,15 +279,11 @@ class Store:
     def _write(self, fn: Callable[[Session], T]) -> T:
         """Run ``fn(session)`` in its own committed transaction, retrying (with back-off)
         when the database is still locked after the busy timeout."""
-        for attempt in range(WRITE_ATTEMPTS):
-            try:
-                with self.session() as s:
-                    return fn(s)
-            except OperationalError as e:
-                if not _is_lock_error(e) or attempt == WRITE_ATTEMPTS - 1:
-                    raise
-                time.sleep(0.2 * 2 ** attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+        def once() -> T:
+            with self.session() as s:
+                return fn(s)
+
+        return _retry_locked(once)
 
     # -- runs ---------------------------------------------------------------------------
     def create_run(self, **fields) -> str:
@@ -370,23 +374,23 @@ class Store:
 
         self._write(fn)
 
-    def unfinished_runs(self, **fields) -> list[Run]:
-        """Runs not ``finished`` whose columns equal ``fields``, newest first (detached)."""
+    def _runs_where(self, condition, fields: dict) -> list[Run]:
+        """Runs matching ``condition`` whose columns equal ``fields``, newest first."""
         with self.session() as s:
-            q = select(Run).where(Run.status != "finished")
+            q = select(Run).where(condition)
             for k, v in fields.items():
                 q = q.where(getattr(Run, k).is_(None) if v is None else getattr(Run, k) == v)
             return list(s.scalars(q.order_by(Run.created_at.desc())).all())
 
+    def unfinished_runs(self, **fields) -> list[Run]:
+        """Runs not ``finished`` whose columns equal ``fields``, newest first (detached)."""
+        return self._runs_where(Run.status != "finished", fields)
+
     def trained_runs(self, **fields) -> list[Run]:
         """Runs past training (``trained``, ``attacking`` or ``finished``) whose columns equal
         ``fields``, newest first (detached)."""
-        with self.session() as s:
-            q = select(Run).where(Run.status.in_(("trained", "attacking", "finished")),
-                                  Run.train_seconds.is_not(None))
-            for k, v in fields.items():
-                q = q.where(getattr(Run, k).is_(None) if v is None else getattr(Run, k) == v)
-            return list(s.scalars(q.order_by(Run.created_at.desc())).all())
+        return self._runs_where(Run.status.in_(("trained", "attacking", "finished"))
+                                & Run.train_seconds.is_not(None), fields)
 
     def runs_frame(self) -> pd.DataFrame:
         """All runs joined with their metrics, one row per run."""
