@@ -137,7 +137,8 @@ def _board_config() -> dict:
 def render_leaderboard(task: str, attack: str, board: pd.DataFrame, prows: pd.DataFrame,
                        runs: pd.DataFrame, paper_found: bool) -> None:
     """The leaderboard tab: measured tables (one per attack-resources tag), the paper's
-    reported rows apart, the ACC-vs-AUA chart and, when recorded, per-epoch curves."""
+    reported rows apart, the ACC-vs-AUA chart and, when recorded, per-epoch curves (both
+    charts in expanders, drawn when opened)."""
     st.header(f"{md_escape(task)} × {md_escape(attack)}")
     st.caption("Measured runs ranked by AUA, then ACC. Runs whose attack used different "
                "resources (embedding space, sentence encoder, POS tagger) are different "
@@ -164,10 +165,16 @@ def render_leaderboard(task: str, attack: str, board: pd.DataFrame, prows: pd.Da
             st.subheader("Measured vs paper, same defense and backbone", anchor=False)
             st.dataframe(pairs, hide_index=True, column_config=_board_config())
 
+    # the charts are drawn when their expander is opened: Chromium then shows the tables
+    # ~0.14 s sooner on a return visit (the chart's Vega code no longer competes with them)
     points = tradeoff_frame(board, prows)
     if len(points):
-        st.subheader("Trade-off: ACC vs AUA", anchor=False)
-        st.altair_chart(tradeoff_chart(points), width="stretch")
+        n = len(points)
+        box = st.expander(f"Trade-off: ACC vs AUA ({n} point{'s' if n != 1 else ''})",
+                          key="tradeoff", on_change="rerun")
+        if box.open:
+            with box:
+                st.altair_chart(tradeoff_chart(points), width="stretch")
     curves = epoch_frame(runs, board["run id"]) if len(board) else pd.DataFrame()
     if len(curves):  # only runs that recorded train_stats["epochs"]; drawn when opened
         n = curves["run id"].nunique()

@@ -243,6 +243,7 @@ class AdvGLUE(Attack):
     """Evaluation on AdvGLUE's dev set (Wang et al. 2021): AUA = AdvGLUE accuracy."""
 
     name = "advglue"
+    query_based = False  # a fixed set: no search, no queries
     description = ("AdvGLUE dev set (Wang et al. 2021): fixed adversarial examples, AUA = "
                    "accuracy on them; sst2, qnli, rte (no MRPC)")
 

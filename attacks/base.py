@@ -70,6 +70,10 @@ class Attack(ABC):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Config: ClassVar[type]
+    #: True for an attack that searches with model queries (TextFooler). False for a fixed
+    #: adversarial set (AdvGLUE): every example counts as attacked, so the run records no
+    #: average queries and no clean accuracy on the attacked set (both would be artefacts).
+    query_based: ClassVar[bool] = True
 
     def __init__(self, config=None) -> None:
         self.config = config if config is not None else self.Config()

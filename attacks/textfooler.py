@@ -129,9 +129,11 @@ class TextFooler(Attack):
                                      "similarity over a 15-word window", min=0, max=1)
         attacked_column: str | None = param(None, "pair tasks: the segment that may be "
                                             "modified (default: the task's)")
-        embedding: str = param("counterfitted-glove-50d", "offline word embedding (a name "
-                               "in robustbench_nlp.resources.EMBEDDINGS; glove-6b-50d = raw "
-                               "GloVe, whose neighbours include antonyms)")
+        embedding: str = param("counterfitted-glove-50d-k1", "offline word embedding (a "
+                               "name in robustbench_nlp.resources.EMBEDDINGS; "
+                               "counterfitted-glove-50d = published counter-fitting "
+                               "hyperparameters; glove-6b-50d = raw GloVe, whose neighbours "
+                               "include antonyms)")
 
     def __init__(self, config=None) -> None:
         super().__init__(validate(config) if config is not None else None)

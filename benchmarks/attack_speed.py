@@ -151,7 +151,7 @@ def stock_attack(wrapper):
 
     from robustbench_nlp import resources as R
 
-    emb, _ = R.load_word_embedding("counterfitted-glove-50d")
+    emb, _ = R.load_word_embedding(R.COUNTERFITTED_DEFAULT)
     with mock.patch.object(WordEmbedding, "counterfitted_GLOVE_embedding",
                            staticmethod(lambda: emb)), \
             mock.patch.object(recipe, "UniversalSentenceEncoder", R.USEm3Encoder), \
@@ -239,7 +239,7 @@ def warm_up() -> None:
     """Load the embedding, the USE model and the spaCy pipeline outside the timed regions."""
     from robustbench_nlp import resources as R
 
-    R.load_word_embedding("counterfitted-glove-50d")
+    R.load_word_embedding(R.COUNTERFITTED_DEFAULT)
     R.USEm3Encoder().encode(["a warm-up sentence for the encoder ."])
     R.SpacyPartOfSpeech().tag("a warm - up sentence".split())
 

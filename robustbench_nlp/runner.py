@@ -139,14 +139,27 @@ def plan(cfg: RunConfig) -> Plan:
     validate(cfg)
     task = get_task(cfg.task)
     dcls = DEFENSES.get(cfg.defense)
-    acls = ATTACKS.get(cfg.attack)
     defense = dcls(build_config(dcls.Config, cfg.defense_params, owner=f"defense {cfg.defense!r}"))
+    attack = make_attack(cfg)
+    attack.check_task(task)
+    return Plan(cfg, task, defense, attack, cfg.max_length or task.max_length)
+
+
+def make_attack(cfg: RunConfig):
+    """The attack of ``cfg`` with its options resolved (defaults filled in); loads nothing.
+
+    ``dataclasses.asdict(make_attack(cfg).config)`` is what a run records as
+    ``config["attack"]``, and what decides whether two runs used the same attack (a changed
+    default, e.g. TextFooler's word embedding, makes a different attack).
+
+    Raises:
+        UnknownNameError / ConfigError: unknown attack or bad ``attack_params``.
+    """
+    acls = ATTACKS.get(cfg.attack)
     attack_params = dict(cfg.attack_params)
     if cfg.data_dir and "data_dir" in {f.name for f in dataclasses.fields(acls.Config)}:
         attack_params.setdefault("data_dir", cfg.data_dir)  # e.g. AdvGLUE's dev.json
-    attack = acls(build_config(acls.Config, attack_params, owner=f"attack {cfg.attack!r}"))
-    attack.check_task(task)
-    return Plan(cfg, task, defense, attack, cfg.max_length or task.max_length)
+    return acls(build_config(acls.Config, attack_params, owner=f"attack {cfg.attack!r}"))
 
 
 def _state_path(run_dir: Path) -> Path:
@@ -239,7 +252,7 @@ def finish_run(store, run_id: str) -> dict:
         raise ConfigError(f"run {run_id!r} has no clean evaluation stored yet (status "
                           f"{run.status})")
     clean = {k: getattr(run.metrics, k) for k in CLEAN_METRICS}
-    summary = summarize(store.examples(run_id))
+    summary = summarize(store.examples(run_id), query_based=ATTACKS.get(run.attack).query_based)
     m = {**clean, **summary.to_dict(), "avg": avg_score(clean["acc"], summary.aua)}
     store.save_metrics(run_id, **m)
     store.update_run(run_id, status="finished", finished_at=_now())

@@ -62,13 +62,28 @@ class Sweep:
     db: str | None = None
 
 
-def run_key(cfg: RunConfig) -> str:
-    """Canonical identity of a run's configuration (what makes two runs 'the same cell')."""
+def run_key(cfg: RunConfig, attack_record: dict | None = None) -> str:
+    """Canonical identity of a run's configuration (what makes two runs 'the same cell').
+
+    The attack enters with its *resolved* options (``attack_record``: a run's recorded
+    ``config["attack"]``; default: resolved from ``cfg`` now by
+    :func:`robustbench_nlp.runner.make_attack`), so a run made before a default changed
+    (e.g. TextFooler's word embedding) is not taken for a cell that would now use the new
+    default, and a sweep that pins the old value explicitly still finds it.
+
+    Raises:
+        UnknownNameError / ConfigError: ``attack_record`` is None and ``cfg``'s attack or
+            its ``attack_params`` are invalid.
+    """
+    from .runner import make_attack
+
     d = dataclasses.asdict(cfg)
     keep = {k: d[k] for k in ("defense", "attack", "task", "model", "pooling", "seed",
                               "num_examples", "max_length")}
     keep["defense_params"] = {k: str(v) for k, v in sorted(cfg.defense_params.items())}
-    keep["attack_params"] = {k: str(v) for k, v in sorted(cfg.attack_params.items())}
+    if attack_record is None:
+        attack_record = dataclasses.asdict(make_attack(cfg).config)
+    keep["attack_config"] = {k: str(v) for k, v in sorted(attack_record.items())}
     return json.dumps(keep, sort_keys=True)
 
 
@@ -130,7 +145,8 @@ def cell_status(store, cells: list[Cell]) -> dict[str, tuple[str, str]]:
         return out
     wanted = {c.key for c in cells}
     for _, row in df.sort_values("created_at").iterrows():
-        key = run_key(config_from_dict(row["config"]["run"]))
+        config = row["config"] or {}
+        key = run_key(config_from_dict(config.get("run", {})), config.get("attack") or {})
         if key in wanted and out.get(key, ("", ""))[0] != "finished":
             out[key] = (row["status"], row["id"])
     return out

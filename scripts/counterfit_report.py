@@ -1,6 +1,8 @@
 """Report: raw GloVe-50d vs its counter-fitted version (TextFooler's offline word space).
 
-Prints, for ``glove-6b-50d`` and ``counterfitted-glove-50d`` (robustbench_nlp.resources):
+Prints, for ``glove-6b-50d``, ``counterfitted-glove-50d`` (published hyperparameters) and
+``counterfitted-glove-50d-k1`` (TextFooler's offline default, antonym-repel weight k1 = 1.0;
+robustbench_nlp.resources):
 
 * SimLex-999 Spearman ρ between gold similarity and cosine similarity (pairs with both words
   in the vocabulary);
@@ -8,7 +10,7 @@ Prints, for ``glove-6b-50d`` and ``counterfitted-glove-50d`` (robustbench_nlp.re
   that are TextFooler swap candidates of each other: one word among the other's 50 nearest
   neighbours with cosine ≥ 0.5 (:func:`robustbench_nlp.counterfit.neighbour_pair_share`).
 
-Builds either embedding first if its cache is empty (minutes). Usage::
+Builds an embedding first if its cache is empty (minutes each). Usage::
 
     python scripts/counterfit_report.py [--k 50] [--min-cos 0.5]
 """
@@ -36,14 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     folder = R.counterfitting_dir()
     vocab_lines = [w for w in (folder / "vocabulary.txt").read_text(encoding="utf-8").split("\n")
                    if w.strip()]
-    spaces = {}
-    for name in ("glove-6b-50d", "counterfitted-glove-50d"):
-        emb, info = R.load_word_embedding(name)
-        spaces[name] = (emb, info)
+    names = ("glove-6b-50d", "counterfitted-glove-50d", R.COUNTERFITTED_DEFAULT)
+    spaces = {name: R.load_word_embedding(name) for name in names}
     raw, raw_info = spaces["glove-6b-50d"]
-    cf, cf_info = spaces["counterfitted-glove-50d"]
-    if raw._word2index != cf._word2index:
-        print("error: the two spaces have different vocabularies", file=sys.stderr)
+    if any(emb._word2index != raw._word2index for emb, _ in spaces.values()):
+        print("error: the spaces have different vocabularies", file=sys.stderr)
         return 1
     w2i = raw._word2index
     simlex = read_simlex(folder / "SimLex-999.txt")
@@ -57,27 +56,30 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {folder}")
     print(f"vocabulary.txt: {len(vocab_lines):,} words (the data README says 65,713, the size "
           f"of textattack's paragramcf); in GloVe 6B: {raw_info['vocab_size']:,}")
-    cfi = cf_info.get("counterfit", {})
-    print(f"counter-fitting: params {cfi.get('params')}; ordered pairs used "
-          f"{cfi.get('ordered_pairs')}; build {cf_info.get('build_seconds')} s "
-          f"(counter-fit {cfi.get('seconds')} s); fingerprint {cf_info['fingerprint'][:16]}")
-    w = 44
+    for name in names[1:]:
+        info = spaces[name][1]
+        cfi = info.get("counterfit", {})
+        print(f"{name}: params {cfi.get('params')}; ordered pairs used "
+              f"{cfi.get('ordered_pairs')}; build {info.get('build_seconds')} s "
+              f"(counter-fit {cfi.get('seconds')} s); fingerprint {info['fingerprint'][:16]}")
+    c = 16
     print()
-    print(f"{'':<{w}}  {'glove-6b-50d':>14}  {'counterfitted':>14}")
     rows = []
-    r0, n0 = simlex_spearman(raw.embedding_matrix, w2i, simlex)
-    r1, n1 = simlex_spearman(cf.embedding_matrix, w2i, simlex)
-    rows.append((f"SimLex-999 Spearman rho ({n0} of {len(simlex)} pairs)", f"{r0:.3f}",
-                 f"{r1:.3f}"))
+    rhos = [simlex_spearman(emb.embedding_matrix, w2i, simlex) for emb, _ in spaces.values()]
+    rows.append((f"SimLex-999 Spearman rho ({rhos[0][1]} of {len(simlex)} pairs)",
+                 [f"{r:.3f}" for r, _ in rhos]))
     for label, pairs in sets.items():
-        s0, h0, n = neighbour_pair_share(raw.embedding_matrix, raw.nn_matrix, pairs, args.k,
-                                         args.min_cos)
-        s1, h1, _ = neighbour_pair_share(cf.embedding_matrix, cf.nn_matrix, pairs, args.k,
-                                         args.min_cos)
-        rows.append((f"{label} as swap candidates, % of {n:,}", f"{s0:.2f} ({h0})",
-                     f"{s1:.2f} ({h1})"))
-    for label, a, b in rows:
-        print(f"{label:<{w}}  {a:>14}  {b:>14}")
+        cells = []
+        for emb, _ in spaces.values():
+            share, hits, n = neighbour_pair_share(emb.embedding_matrix, emb.nn_matrix, pairs,
+                                                  args.k, args.min_cos)
+            cells.append(f"{share:.2f} ({hits})")
+        rows.append((f"{label} as swap candidates, % of {n:,}", cells))
+    w = max(len(label) for label, _ in rows)
+    print(f"{'':<{w}}" + "".join(f"  {h:>{c}}" for h in ("glove-6b-50d", "published k1=0.1",
+                                                         "default k1=1.0")))
+    for label, cells in rows:
+        print(f"{label:<{w}}" + "".join(f"  {x:>{c}}" for x in cells))
     print(f"\nswap candidate: among the other's {args.k} nearest neighbours (either direction) "
           f"with cosine >= {args.min_cos}")
     return 0

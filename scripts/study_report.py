@@ -6,6 +6,9 @@ typed in by hand. The runs it reads are those of::
 
     rbnlp run --defense peaft --task T --attack textfooler    # T = sst2, mrpc, rte, qnli
     rbnlp run --defense peaft --task T --attack advglue       # T = sst2, rte, qnli
+    rbnlp sweep experiments/defenses.yaml                     # 5 defenses x 4 tasks x 3 seeds
+    rbnlp sweep experiments/defenses_advglue.yaml             # the same on AdvGLUE
+    rbnlp sweep experiments/sst2_lambda.yaml                  # λ sweep, default budget
     rbnlp sweep experiments/cpu_study_sst2.yaml               # 5 defenses x 3 seeds
     rbnlp sweep experiments/cpu_study_lambda.yaml             # PEAFT λ sweep
     rbnlp sweep experiments/cpu_study_epochs.yaml             # ACC/AUA after every epoch
@@ -207,6 +210,80 @@ def section_seeds(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
     out += ["<details><summary>per run</summary>", "", _md(per.rename(columns={"id": "run id"})),
             "", "</details>", ""]
     return "\n".join(out)
+
+
+TASKS = ("sst2", "mrpc", "rte", "qnli")
+
+
+def grid_runs(df: pd.DataFrame, attack: str) -> pd.DataFrame:
+    """The runs of experiments/defenses.yaml (TextFooler) or defenses_advglue.yaml (AdvGLUE):
+    every default, 100 attacked examples, one per (defense, task, seed)."""
+    if df.empty:
+        return df
+    sel = df[(df["attack"] == attack) & _params_are(df) & df["epoch_eval"].isna()
+             & (df["num_examples"] == 100) & (df["model"] == "minilm")]
+    return sel.drop_duplicates(["defense", "task", "seed"], keep="last")
+
+
+def section_grid(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
+    """The five defenses × the GLUE tasks at the default budgets, mean ± sample std over the
+    seeds finished so far (their number is shown; the configs ask for 3)."""
+    if attack == "textfooler":
+        out = ["## All defenses × tasks at the default budgets, TextFooler (Table 1)", "",
+               "`rbnlp sweep experiments/defenses.yaml`: every default (up to 8,000 training "
+               "examples, 1 epoch, 100 attacked dev examples), seeds 0, 1, 2; `seeds` counts "
+               "the finished ones. Mean ± sample standard deviation over them.", ""]
+    else:
+        out = ["## All defenses × tasks at the default budgets, AdvGLUE (Table 2)", "",
+               "`rbnlp sweep experiments/defenses_advglue.yaml`: the defenses trained by the "
+               "TextFooler cells (reused, same training settings), on every AdvGLUE dev "
+               "example of the task.", ""]
+    sel = grid_runs(df, attack)
+    if sel.empty:
+        return "\n".join(out + ["(no finished runs of this sweep in the database)", ""])
+    metrics = ["ACC", "AUA", "AVG"] + (["ASR"] if attack == "textfooler" else [])
+    rows = []
+    for task in TASKS:
+        for d in DEFENSE_ORDER:
+            g = sel[(sel["task"] == task) & (sel["defense"] == d)]
+            if g.empty:
+                continue
+            row = {"task": task, "defense": d, "seeds": len(g)}
+            for m in metrics:
+                v = g[m].astype(float)
+                row[m] = (f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(g) > 1
+                          else _fmt(v.mean()))
+            row["degenerate"] = f"{int(g['degenerate'].fillna(False).astype(bool).sum())} of {len(g)}"
+            row["train s"] = _fmt(g["train s"].mean(), 0)
+            row["run ids"] = ", ".join(g.sort_values("seed")["id"])
+            row["paper RoBERTa-base (ACC / AUA / AVG)"] = _paper(
+                paper, PAPER_NAME.get(d, ""), task, attack)
+            rows.append(row)
+    out += [_md(pd.DataFrame(rows)), "",
+            "`degenerate`: runs whose most-predicted class exceeds its gold share by more than "
+            "15 points; their AUA reflects a nearly constant prediction. `train s`: mean "
+            "training seconds (for AdvGLUE, of the reused TextFooler training).", ""]
+    return "\n".join(out)
+
+
+def section_lambda_default(df: pd.DataFrame) -> str:
+    """experiments/sst2_lambda.yaml: the λ sweep at the default budget (8,000 sentences)."""
+    out = ["## PEAFT λ sweep at the default budget", "",
+           "`rbnlp sweep experiments/sst2_lambda.yaml`: SST-2, seed 0, every default but λ "
+           "(the λ = 0.5 row may be the default run).", ""]
+    sel = df[(df["defense"] == "peaft") & (df["task"] == "sst2") & (df["attack"] == "textfooler")
+             & (df["seed"] == 0) & df["epoch_eval"].isna() & (df["model"] == "minilm")
+             & (df["num_examples"] == 100)] if len(df) else df
+    if len(sel):
+        sel = sel[sel["params"].apply(lambda q: set(q) <= {"adv_lambda"})].copy()
+    if sel.empty:
+        return "\n".join(out + ["(no finished runs of this sweep in the database)", ""])
+    sel["λ"] = sel["dcfg"].apply(lambda c: float(c.get("adv_lambda")))
+    sel = sel.drop_duplicates("λ", keep="last").sort_values("λ")
+    rows = [{"λ": f"{r['λ']:g}", "run id": r["id"], "ACC": _fmt(r["ACC"]), "AUA": _fmt(r["AUA"]),
+             "AVG": _fmt(r["AVG"]), "ASR": _fmt(r["ASR"]), "train s": _fmt(r["train s"], 0)}
+            for _, r in sel.iterrows()]
+    return "\n".join(out + [_md(pd.DataFrame(rows)), ""])
 
 
 def section_lambda(df: pd.DataFrame, figures: Path | None = None) -> str:
@@ -426,8 +503,10 @@ def report(url: str, paper_dir: str | None = None, figures: Path | None = None) 
             "mirror. Versions of the last run: "
             + ", ".join(f"{k} {v}" for k, v in versions.items()
                         if k in ("torch", "transformers", "peft", "textattack")) + ".", ""]
-    parts = [section_reading(df), section_tasks(df, paper), section_seeds(df, paper),
+    parts = [section_reading(df), section_tasks(df, paper), section_grid(df, paper),
+             section_grid(df, paper, "advglue"), section_seeds(df, paper),
              section_seeds(df, paper, "advglue"), section_lambda(df, figures),
+             section_lambda_default(df),
              section_carriers(df), section_epochs(df, figures)]
     return "\n".join(head + parts)
 

@@ -144,9 +144,12 @@ def test_run_maps_accuracy_to_aua(data_dir, name):
     assert len(results) == n and sum(victim.calls) == n + int(rows["source_matched"].sum())
     adv = [tuple(r[c] for c in task.text_columns) for r in rows.to_dict("records")]
     accuracy = 100 * np.mean([RuleVictim.label(a) == g for a, g in zip(adv, rows["label"])])
-    s = summarize([r.to_dict() for r in results])
+    s = summarize([r.to_dict() for r in results], query_based=AdvGLUE.query_based)
     assert s.skipped == 0 and s.aua == pytest.approx(accuracy)
-    assert s.attacked_clean_acc == 100.0
+    assert s.asr == pytest.approx(100 - accuracy)
+    # a fixed set: no search, so no queries and no clean accuracy on the attacked set
+    assert AdvGLUE.query_based is False
+    assert s.attacked_clean_acc is None and s.avg_queries is None
     assert 0 < s.aua < 100
     for r, row, a in zip(results, rows.to_dict("records"), adv):
         src = tuple(row[f"source_{c}"] for c in task.text_columns)
@@ -225,7 +228,8 @@ def test_cli_run_rte(tmp_path, data_dir):
     with create_engine(f"sqlite:///{db}").connect() as c:
         (status, attack, data), = c.execute(text("select status, attack, data from runs"))
         ex = c.execute(text("select gold, pred_after, result, extra from examples")).all()
-        m = c.execute(text("select acc, aua, avg, skipped, eval_examples from metrics")).one()
+        m = c.execute(text("select acc, aua, avg, skipped, eval_examples, avg_queries, "
+                           "attacked_clean_acc from metrics")).one()
     assert (status, attack) == ("finished", "advglue")
     assert json.loads(data)["validation"].endswith("glue/rte/dev.tsv")
     assert len(ex) == 81 and m.skipped == 0 and m.eval_examples == 277
@@ -234,6 +238,7 @@ def test_cli_run_rte(tmp_path, data_dir):
     assert all((res == "failed") == (g == p) for g, p, res, _ in ex)
     assert sum(json.loads(e)["source_matched"] for *_, e in ex) == 80
     assert m.avg == pytest.approx((m.acc + m.aua) / 2)
+    assert m.avg_queries is None and m.attacked_clean_acc is None  # a fixed set: no search
 
     # the same defense attacked by TextFooler: trained once, its weights reused
     r2 = _cli("run", "--defense", "peaft", "--task", "rte", "--attack", "textfooler",

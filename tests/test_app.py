@@ -306,8 +306,11 @@ def test_app_epoch_curves_only_when_recorded(tmp_path, paper_dir, monkeypatch):
     add_run(store, "plain", "peaft", "minilm", 90.0, 40.0)
     at = _app(url, monkeypatch)
     assert not at.exception
-    charts = at.get("vega_lite_chart")
-    assert len(charts) == 1  # the trade-off chart only
+    assert [e.label for e in at.expander] == ["Trade-off: ACC vs AUA (3 points)"]
+    assert len(at.get("vega_lite_chart")) == 0  # charts are drawn when their expander opens
+    at.session_state["tradeoff"] = True
+    at.run()
+    assert len(at.get("vega_lite_chart")) == 1  # the trade-off chart only
     assert [r.value for r in at.radio] == []
 
     url2 = f"sqlite:///{tmp_path / 'ep2.db'}"
@@ -316,11 +319,12 @@ def test_app_epoch_curves_only_when_recorded(tmp_path, paper_dir, monkeypatch):
         {"epoch": 1, "acc": 80.0, "aua": 20.0}, {"epoch": 2, "acc": 85.0, "aua": 30.0}]})
     at = _app(url2, monkeypatch)
     assert not at.exception
-    assert [e.label for e in at.expander] == ["Per-epoch curves (1 run)"]
-    assert len(at.get("vega_lite_chart")) == 1  # curves are drawn when the expander opens
+    assert [e.label for e in at.expander] == ["Trade-off: ACC vs AUA (3 points)",
+                                              "Per-epoch curves (1 run)"]
+    assert len(at.get("vega_lite_chart")) == 0
     at.session_state["epochs"] = True
     at.run()
-    assert len(at.get("vega_lite_chart")) == 2
+    assert len(at.get("vega_lite_chart")) == 1
     assert at.radio(key="epoch_metric").value == "AUA"
 
 

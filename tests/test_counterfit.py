@@ -1,16 +1,19 @@
 """Tests of counter-fitting (robustbench_nlp/counterfit.py) and its cached embedding.
 
 The synthetic tests take well under a second. ``test_real_counterfitted_embedding`` is
-marked slow: it loads the cached ``counterfitted-glove-50d`` build in seconds, or builds it
+marked slow: it loads the cached ``counterfitted-glove-50d-k1`` build in seconds, or builds it
 (a few minutes on two CPU cores) when the cache is empty.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from robustbench_nlp.counterfit import (CounterfitParams, constraint_pairs, counter_fit,
+from robustbench_nlp.counterfit import (PUBLISHED_PARAMS, STRONG_REPEL_PARAMS,
+                                        CounterfitParams, constraint_pairs, counter_fit,
                                         counterfit_step, neighbour_pair_share, normalise,
                                         read_pairs, read_simlex, remove_pairs, simlex_spearman,
                                         vsp_pairs)
@@ -142,29 +145,33 @@ def test_evaluation_helpers(tmp_path):
 
 @pytest.mark.slow
 def test_real_counterfitted_embedding():
-    """The cached build (or a fresh one): antonym candidates drop, synonyms stay close."""
+    """TextFooler's offline space (cached build, or a fresh one): no PPDB or WordNet antonym
+    pair is left a swap candidate, synonyms stay candidates, SimLex-999 ρ rises."""
     from robustbench_nlp import resources as R
 
     try:
         folder = R.counterfitting_dir()
     except Exception as e:  # no data mirror
         pytest.skip(str(e))
-    cf, info = R.load_word_embedding("counterfitted-glove-50d")
+    cf, info = R.load_word_embedding(R.COUNTERFITTED_DEFAULT)
     raw, raw_info = R.load_word_embedding("glove-6b-50d")
     assert info["vocab_size"] == raw_info["vocab_size"] and info["dim"] == 50
     assert cf.index2word(0) == raw.index2word(0)
-    assert info["counterfit"]["params"] == CounterfitParams().to_dict()
+    assert info["counterfit"]["params"] == STRONG_REPEL_PARAMS.to_dict()
+    assert STRONG_REPEL_PARAMS == dataclasses.replace(PUBLISHED_PARAMS, k1=1.0)
     w2i = cf._word2index
     assert w2i == raw._word2index
     ant = constraint_pairs(read_pairs(folder / "ppdb_antonyms.txt"), w2i)
     before, _, n = neighbour_pair_share(raw.embedding_matrix, raw.nn_matrix, ant)
     after, _, n2 = neighbour_pair_share(cf.embedding_matrix, cf.nn_matrix, ant)
     assert n == n2 > 200
-    assert before > 50 and after < before / 4
+    assert before > 50 and after == 0
     wn = constraint_pairs(read_pairs(folder / "wordnet_antonyms.txt"), w2i)
     wn_before = neighbour_pair_share(raw.embedding_matrix, raw.nn_matrix, wn)[0]
     wn_after = neighbour_pair_share(cf.embedding_matrix, cf.nn_matrix, wn)[0]
-    assert wn_before > 10 and wn_after < 2
+    assert wn_before > 10 and wn_after == 0
+    syn = constraint_pairs(read_pairs(folder / "ppdb_synonyms.txt"), w2i)
+    assert neighbour_pair_share(cf.embedding_matrix, cf.nn_matrix, syn)[0] > 95
     simlex = read_simlex(folder / "SimLex-999.txt")
     rho_raw, m = simlex_spearman(raw.embedding_matrix, w2i, simlex)
     rho_cf, _ = simlex_spearman(cf.embedding_matrix, w2i, simlex)
@@ -183,7 +190,7 @@ def test_cli_resources_unknown_embedding(capsys):
     assert main(["resources", "build", "--embedding", "no-such-space", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown word embedding 'no-such-space'" in err[0]
-    assert "counterfitted-glove-50d" in err[0]
+    assert "counterfitted-glove-50d-k1" in err[0]
 
 
 @pytest.mark.slow
@@ -198,12 +205,12 @@ def test_cli_resources_build_and_list(capsys):
         pytest.skip(str(e))
     assert main(["resources", "build", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    fp = R.embedding_fingerprint("counterfitted-glove-50d")
-    assert out.startswith("counterfitted-glove-50d: 71,815 words x 50 d, 100 neighbours, "
+    fp = R.embedding_fingerprint("counterfitted-glove-50d-k1")
+    assert out.startswith("counterfitted-glove-50d-k1: 71,815 words x 50 d, 100 neighbours, "
                           f"fingerprint {fp[:16]}")
     assert main(["resources", "list"]) == 0
     out = capsys.readouterr().out
-    assert f"built: {R.embedding_cache_path('counterfitted-glove-50d')}" in out
+    assert f"built: {R.embedding_cache_path('counterfitted-glove-50d-k1')}" in out
     assert out.count("\n    ") == len(R.EMBEDDINGS)
 
 

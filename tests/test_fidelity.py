@@ -123,7 +123,7 @@ def ours(sst2, victim):
     task, _, dev = sst2
     tok, model = victim
     atk = TextFooler(TextFooler.Config(resources="offline"))
-    assert atk.config.embedding == "counterfitted-glove-50d"  # the offline default
+    assert atk.config.embedding == "counterfitted-glove-50d-k1"  # the offline default
     rows = atk.examples(task, dev, N_VALIDITY, seed=0)
     return rows, list(atk.run(ClassifierWrapper(model, tok, max_length=128), task, rows))
 
@@ -147,7 +147,7 @@ def test_matches_textattack_recipe(monkeypatch, victim, ours):
 
     tok, model = victim
     rows, our_results = ours
-    emb, _ = R.load_word_embedding("counterfitted-glove-50d")
+    emb, _ = R.load_word_embedding(R.COUNTERFITTED_DEFAULT)
     monkeypatch.setattr(WordEmbedding, "counterfitted_GLOVE_embedding", staticmethod(lambda: emb))
     monkeypatch.setattr(recipe, "UniversalSentenceEncoder", R.USEm3Encoder)
     monkeypatch.setattr(recipe, "PartOfSpeech", R.SpacyPartOfSpeech)
@@ -186,7 +186,7 @@ def test_matches_textattack_recipe_under_query_budget(monkeypatch, sst2, victim)
     atk = TextFooler(TextFooler.Config(resources="offline", query_budget=25))
     rows = atk.examples(task, dev, 12, seed=0)
     mine = list(atk.run(ClassifierWrapper(model, tok, max_length=128), task, rows))
-    emb, _ = R.load_word_embedding("counterfitted-glove-50d")
+    emb, _ = R.load_word_embedding(R.COUNTERFITTED_DEFAULT)
     monkeypatch.setattr(WordEmbedding, "counterfitted_GLOVE_embedding", staticmethod(lambda: emb))
     monkeypatch.setattr(recipe, "UniversalSentenceEncoder", R.USEm3Encoder)
     monkeypatch.setattr(recipe, "PartOfSpeech", R.SpacyPartOfSpeech)

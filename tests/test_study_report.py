@@ -49,6 +49,10 @@ def db(tmp_path):
     _run(store, "lam0", "peaft", 0, 82.0, 0.0, {**study, "adv_lambda": "0"},
          dcfg={"carrier": "prompt", "adv_lambda": 0.0})
     _run(store, "default", "peaft", 0, 79.9, 0.0, {})                    # the main job
+    _run(store, "agdef", "peaft", 0, 79.9, 41.2, {}, attack="advglue",
+         train_stats={"reused_from": "default"})
+    _run(store, "fldef", "freelb", 0, 81.5, 1.0, {}, dcfg={})
+    _run(store, "fldef1", "freelb", 1, 82.5, 3.0, {}, dcfg={})
     _run(store, "mrpc", "peaft", 0, 69.9, 66.0, {}, task="mrpc", degenerate=True,
          pred_distribution={"not_equivalent": 1.96, "equivalent": 98.04},
          gold_distribution={"not_equivalent": 31.62, "equivalent": 68.38})
@@ -81,6 +85,13 @@ def test_report_tables_from_the_database(report_mod, db, tmp_path):
     assert row("|sst2|textfooler|default|")[3] == "79.9"
     assert row("|sst2|textfooler|default|")[-2] == "no"
     assert row("|mrpc|textfooler|mrpc|")[-2] == "yes (98.0 / 68.4)"
+    # the default-budget grid: one row per task × defense, mean ± std over finished seeds
+    assert row("|sst2|peaft|1|79.9|0.0|40.0|100.0|0of1|")[-2] == "default"
+    assert row("|sst2|freelb|2|82.0±0.7|2.0±1.4|")[-2] == "fldef, fldef1"
+    assert row("|mrpc|peaft|1|69.9|66.0|")[7] == "1 of 1"  # degenerate
+    assert row("|sst2|peaft|1|79.9|41.2|60.6|")[-2] == "agdef"  # AdvGLUE grid
+    # the default-budget λ sweep: the default run is its λ = 0.5 row
+    assert row("|0.5|default|") == ["0.5", "default", "79.9", "0.0", "40.0", "100.0", "100"]
     # λ: the study's λ = 0.5 seed-0 cell and the λ = 2 run, in λ order
     assert row("|0.5|pe0|")[2:4] == ["80.0", "1.0"] and row("|2.0|lam2|")[2:4] == ["75.0", "3.0"]
     assert lines.index(next(ln for ln in lines if "pe0 " in ln and "| 0.5 " in ln)) < \

@@ -106,3 +106,34 @@ def test_dry_run_estimate_counts_training_once(tmp_path):
     lines = []
     run_sweep(p, db=db, dry_run=True, echo=lines.append)
     assert lines[-1].startswith("2 cells, 0 finished; estimated")
+
+
+def test_cell_identity_uses_resolved_attack_options(tmp_path):
+    """A run made under an older TextFooler default embedding (recorded in its resolved
+    ``config["attack"]``, with no explicit attack_params) is the finished cell of a sweep that
+    pins that embedding, and not of one that relies on today's default."""
+    import dataclasses
+
+    from robustbench_nlp.runner import RunConfig, config_to_dict, make_attack
+    from robustbench_nlp.sweep import cell_status
+
+    db = f"sqlite:///{tmp_path / 'id.db'}"
+    store = open_store(db)
+    cfg = RunConfig(defense="peaft")
+    old = dataclasses.asdict(make_attack(cfg).config)
+    assert old["embedding"] == "counterfitted-glove-50d-k1"  # today's default
+    old["embedding"] = "counterfitted-glove-50d"  # what the run was attacked with
+    store.create_run(id="old", task="sst2", defense="peaft", attack="textfooler",
+                     model="minilm", seed=0, num_examples=100, status="finished",
+                     config={"run": config_to_dict(cfg), "attack": old})
+    p = tmp_path / "s.yaml"
+    base = "name: i\ngrid: {defense: [peaft], task: [sst2], attack: [textfooler]}\n"
+    p.write_text(base)
+    (default_cell,) = load_sweep(p).cells
+    p.write_text(base + "attack_params: {textfooler: {embedding: counterfitted-glove-50d}}\n")
+    (pinned_cell,) = load_sweep(p).cells
+    status = cell_status(store, [default_cell, pinned_cell])
+    assert status == {pinned_cell.key: ("finished", "old")}
+    lines = []
+    run_sweep(p, db=db, dry_run=True, echo=lines.append)
+    assert lines[-1].startswith("1 cells, 1 finished")

@@ -275,7 +275,7 @@ def test_textfooler_registered_and_configured():
     assert off.attacked_column(get_task("rte")) == "sentence2"
     assert off.attacked_column(get_task("sst2")) is None
     res = off.resources()
-    assert res["mode"] == "offline" and res["embedding"]["name"] == "counterfitted-glove-50d"
+    assert res["mode"] == "offline" and res["embedding"]["name"] == "counterfitted-glove-50d-k1"
     assert len(res["embedding"]["fingerprint"]) == 64
 
 
