@@ -132,6 +132,13 @@ def test_app_in_chromium(app_url, tmp_path):
             rows = [r.locator('td[role="gridcell"]').all_text_contents()[:3]
                     for r in grid.locator("tbody tr").all()]
             assert rows == [["1", "peaft", ""], ["2", "freelb", ""], ["3", "finetune", ""]]
+            # the trade-off chart is drawn when its expander is opened
+            expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(0)
+            page.get_by_text("Trade-off: ACC vs AUA", exact=False).click()
+            expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(1, timeout=30_000)
+            expect(page.get_by_test_id("stVegaLiteChart").locator("canvas, svg").first
+                   ).to_be_visible(timeout=30_000)
+            page.get_by_text("Measured runs", exact=True).scroll_into_view_if_needed()
             shots["leaderboard"] = tmp_path / "leaderboard.png"
             page.screenshot(path=shots["leaderboard"])
 
