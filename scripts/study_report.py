@@ -76,6 +76,12 @@ def _fmt(x, nd=1) -> str:
     return "–" if x is None or pd.isna(x) else f"{x:.{nd}f}"
 
 
+def _mean_pm(v: pd.Series) -> str:
+    """``"82.0 ± 2.0"``: mean ± sample standard deviation (the mean alone for one value)."""
+    v = v.astype(float)
+    return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else _fmt(v.mean())
+
+
 def _md(df: pd.DataFrame) -> str:
     return df.to_markdown(index=False, disable_numparse=True)  # keep the formatted strings
 
@@ -190,8 +196,7 @@ def section_seeds(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
         g = sel[sel["defense"] == d]
         row = {"defense": d, "seeds": len(g)}
         for m in metrics:
-            v = g[m].astype(float)
-            row[m] = f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(g) > 1 else _fmt(v.mean())
+            row[m] = _mean_pm(g[m])
         row["trainable"] = f"{int(g['trainable'].iloc[0]):,}"
         row["train s"] = _fmt(g["train s"].mean(), 0)
         row["paper RoBERTa-base (ACC / AUA / AVG)"] = _paper(
@@ -250,9 +255,7 @@ def section_grid(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
                 continue
             row = {"task": task, "defense": d, "seeds": len(g)}
             for m in metrics:
-                v = g[m].astype(float)
-                row[m] = (f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(g) > 1
-                          else _fmt(v.mean()))
+                row[m] = _mean_pm(g[m])
             row["degenerate"] = f"{int(g['degenerate'].fillna(False).astype(bool).sum())} of {len(g)}"
             row["train s"] = _fmt(g["train s"].mean(), 0)
             row["run ids"] = ", ".join(g.sort_values("seed")["id"])
