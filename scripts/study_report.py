@@ -256,7 +256,8 @@ def section_grid(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
             row = {"task": task, "defense": d, "seeds": len(g)}
             for m in metrics:
                 row[m] = _mean_pm(g[m])
-            row["degenerate"] = f"{int(g['degenerate'].fillna(False).astype(bool).sum())} of {len(g)}"
+            flagged = int(g["degenerate"].fillna(False).astype(bool).sum())
+            row["degenerate"] = f"{flagged} of {len(g)}"
             row["train s"] = _fmt(g["train s"].mean(), 0)
             row["run ids"] = ", ".join(g.sort_values("seed")["id"])
             row["paper RoBERTa-base (ACC / AUA / AVG)"] = _paper(

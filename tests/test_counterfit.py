@@ -238,3 +238,21 @@ def test_leaderboard_separates_embedding_builds(tmp_path):
     board = leaderboard(store=store)
     assert sorted(zip(board["run id"], board["rank"])) == [("a", 1), ("b", 1), ("c", 1)]
     assert board["attack resources"].nunique() == 3
+
+
+def test_offline_default_is_the_strong_repel_space():
+    """TextFooler's default embedding is the registered k1 = 1.0 space; the published
+    setting stays registered under its own name with its own fingerprint (cache, tag)."""
+    from robustbench_nlp import resources as R
+    from robustbench_nlp.attacks.textfooler import TextFooler
+
+    assert TextFooler.Config().embedding == R.COUNTERFITTED_DEFAULT == "counterfitted-glove-50d-k1"
+    assert {"glove-6b-50d", "counterfitted-glove-50d", R.COUNTERFITTED_DEFAULT} <= set(R.EMBEDDINGS)
+    try:
+        R.counterfitting_dir()
+    except Exception as e:  # no data mirror: fingerprints need the constraint files
+        pytest.skip(str(e))
+    fps = {n: R.embedding_fingerprint(n) for n in ("counterfitted-glove-50d",
+                                                   R.COUNTERFITTED_DEFAULT)}
+    assert len(set(fps.values())) == 2
+    assert PUBLISHED_PARAMS == CounterfitParams() and STRONG_REPEL_PARAMS.k1 == 1.0
