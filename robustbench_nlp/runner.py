@@ -138,11 +138,34 @@ def plan(cfg: RunConfig) -> Plan:
     """
     validate(cfg)
     task = get_task(cfg.task)
-    dcls = DEFENSES.get(cfg.defense)
-    defense = dcls(build_config(dcls.Config, cfg.defense_params, owner=f"defense {cfg.defense!r}"))
+    defense = make_defense(cfg)
     attack = make_attack(cfg)
     attack.check_task(task)
     return Plan(cfg, task, defense, attack, cfg.max_length or task.max_length)
+
+
+def make_defense(cfg: RunConfig):
+    """The defense of ``cfg`` with its hyperparameters resolved (defaults filled in); loads
+    nothing. ``dataclasses.asdict(make_defense(cfg).config)`` is what a run records as
+    ``config["defense"]``.
+
+    Raises:
+        UnknownNameError / ConfigError: unknown defense or bad ``defense_params``.
+    """
+    dcls = DEFENSES.get(cfg.defense)
+    return dcls(build_config(dcls.Config, cfg.defense_params, owner=f"defense {cfg.defense!r}"))
+
+
+def training_record(cfg: RunConfig) -> dict:
+    """The parts of the configuration record a run of ``cfg`` would store that decide its
+    trained defense (input of :func:`training_key`), without loading data or models.
+
+    Raises:
+        UnknownNameError / ConfigError: as :func:`plan`.
+    """
+    return {"run": config_to_dict(cfg),
+            "defense": dataclasses.asdict(make_defense(cfg).config),
+            "max_length": cfg.max_length or get_task(cfg.task).max_length}
 
 
 def make_attack(cfg: RunConfig):
@@ -616,12 +639,15 @@ ATTACK_ONLY = ("attack", "num_examples", "attack_params", "device", "runs_dir", 
 
 def training_key(config_record: dict) -> dict:
     """The part of a stored run configuration that determines the trained defense: the run
-    options minus :data:`RESULT_NEUTRAL` and :data:`ATTACK_ONLY`, the defense config and the
-    truncation length."""
+    options minus :data:`RESULT_NEUTRAL` and :data:`ATTACK_ONLY`, the resolved defense config
+    and the truncation length. With a resolved defense config in the record, the raw
+    ``defense_params`` are left out too, so ``--set adv_lambda=0.5`` and the default λ = 0.5
+    train the same defense."""
     rec = _comparable(config_record)
     # through RunConfig, so that records written before an option existed get its default
     full = _comparable({"run": config_to_dict(config_from_dict(rec.get("run", {})))})["run"]
-    run = {k: v for k, v in full.items() if k not in ATTACK_ONLY}
+    drop = ATTACK_ONLY + (("defense_params",) if rec.get("defense") is not None else ())
+    run = {k: v for k, v in full.items() if k not in drop}
     return {"run": run, "defense": rec.get("defense"), "max_length": rec.get("max_length")}
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, RBNLPError
 from .runner import RunConfig
 
 GRID_KEYS = ("defense", "task", "attack", "model", "seed")
@@ -62,27 +62,32 @@ class Sweep:
     db: str | None = None
 
 
-def run_key(cfg: RunConfig, attack_record: dict | None = None) -> str:
+def run_key(cfg: RunConfig, attack_record: dict | None = None,
+            defense_record: dict | None = None) -> str:
     """Canonical identity of a run's configuration (what makes two runs 'the same cell').
 
-    The attack enters with its *resolved* options (``attack_record``: a run's recorded
-    ``config["attack"]``; default: resolved from ``cfg`` now by
-    :func:`robustbench_nlp.runner.make_attack`), so a run made before a default changed
-    (e.g. TextFooler's word embedding) is not taken for a cell that would now use the new
-    default, and a sweep that pins the old value explicitly still finds it.
+    The defense and the attack enter with their *resolved* options (``defense_record`` /
+    ``attack_record``: a run's recorded ``config["defense"]`` / ``config["attack"]``;
+    ``None``: resolved from ``cfg`` now by :func:`robustbench_nlp.runner.make_defense` /
+    :func:`~robustbench_nlp.runner.make_attack`). So a value written out that equals the
+    default (``adv_lambda: [0.5]``) is the default run's cell, a run made before a default
+    changed (e.g. TextFooler's word embedding) is not taken for a cell that would now use
+    the new default, and a sweep that pins the old value explicitly still finds it.
 
     Raises:
-        UnknownNameError / ConfigError: ``attack_record`` is None and ``cfg``'s attack or
-            its ``attack_params`` are invalid.
+        UnknownNameError / ConfigError: a record is None and ``cfg``'s defense or attack or
+            their options are invalid.
     """
-    from .runner import make_attack
+    from .runner import make_attack, make_defense
 
     d = dataclasses.asdict(cfg)
     keep = {k: d[k] for k in ("defense", "attack", "task", "model", "pooling", "seed",
                               "num_examples", "max_length")}
-    keep["defense_params"] = {k: str(v) for k, v in sorted(cfg.defense_params.items())}
+    if defense_record is None:
+        defense_record = dataclasses.asdict(make_defense(cfg).config)
     if attack_record is None:
         attack_record = dataclasses.asdict(make_attack(cfg).config)
+    keep["defense_config"] = {k: str(v) for k, v in sorted(defense_record.items())}
     keep["attack_config"] = {k: str(v) for k, v in sorted(attack_record.items())}
     return json.dumps(keep, sort_keys=True)
 
@@ -146,7 +151,11 @@ def cell_status(store, cells: list[Cell]) -> dict[str, tuple[str, str]]:
     wanted = {c.key for c in cells}
     for _, row in df.sort_values("created_at").iterrows():
         config = row["config"] or {}
-        key = run_key(config_from_dict(config.get("run", {})), config.get("attack") or {})
+        try:
+            key = run_key(config_from_dict(config.get("run", {})), config.get("attack"),
+                          config.get("defense"))
+        except RBNLPError:  # e.g. a run of a defense plugin that is not installed here
+            continue
         if key in wanted and out.get(key, ("", ""))[0] != "finished":
             out[key] = (row["status"], row["id"])
     return out
@@ -154,9 +163,9 @@ def cell_status(store, cells: list[Cell]) -> dict[str, tuple[str, str]]:
 
 def _train_key(cfg: RunConfig) -> str:
     """What decides a cell's trained defense (see :func:`robustbench_nlp.runner.training_key`)."""
-    from .runner import config_to_dict, training_key
+    from .runner import training_key, training_record
 
-    return json.dumps(training_key({"run": config_to_dict(cfg)}), sort_keys=True, default=str)
+    return json.dumps(training_key(training_record(cfg)), sort_keys=True, default=str)
 
 
 def estimate_seconds(store, cell: Cell, trained: set[str] | None = None) -> float:
@@ -190,13 +199,14 @@ def estimate_seconds(store, cell: Cell, trained: set[str] | None = None) -> floa
 
 def trained_keys(store) -> set[str]:
     """Training keys of the runs of ``store`` that are past training."""
-    from .runner import config_from_dict
+    from .runner import training_key
 
     df = store.runs_frame()
     if df.empty:
         return set()
     past = df[df["train_seconds"].notna()]
-    return {_train_key(config_from_dict((cfg or {}).get("run", {}))) for cfg in past["config"]}
+    return {json.dumps(training_key(cfg or {}), sort_keys=True, default=str)
+            for cfg in past["config"]}
 
 
 def run_sweep(path: str | Path, db: str | None = None, dry_run: bool = False,

@@ -220,12 +220,30 @@ def section_seeds(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
 TASKS = ("sst2", "mrpc", "rte", "qnli")
 
 
+def _default_defense(df: pd.DataFrame) -> pd.Series:
+    """Whether each run's resolved defense config equals its defense's defaults (so a run
+    with ``--set train_examples=2000`` counts when 2,000 is that defense's default)."""
+    import dataclasses
+
+    from robustbench_nlp.registry import DEFENSES
+
+    def is_default(defense: str, dcfg: dict) -> bool:
+        try:
+            default = dataclasses.asdict(DEFENSES.get(defense).Config())
+        except Exception:  # a defense plugin not installed here
+            return False
+        return {k: str(v) for k, v in dcfg.items()} == {k: str(v) for k, v in default.items()}
+
+    return pd.Series([is_default(d, c) for d, c in zip(df["defense"], df["dcfg"])],
+                     index=df.index, dtype=bool)
+
+
 def grid_runs(df: pd.DataFrame, attack: str) -> pd.DataFrame:
     """The runs of experiments/defenses.yaml (TextFooler) or defenses_advglue.yaml (AdvGLUE):
-    every default, 100 attacked examples, one per (defense, task, seed)."""
+    every default (resolved), 100 attacked examples, one per (defense, task, seed)."""
     if df.empty:
         return df
-    sel = df[(df["attack"] == attack) & _params_are(df) & df["epoch_eval"].isna()
+    sel = df[(df["attack"] == attack) & _default_defense(df) & df["epoch_eval"].isna()
              & (df["num_examples"] == 100) & (df["model"] == "minilm")]
     return sel.drop_duplicates(["defense", "task", "seed"], keep="last")
 

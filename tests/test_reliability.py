@@ -549,3 +549,19 @@ def test_training_key_ignores_attack_settings_only():
     for other in (record(defense={"lr": 0.2}), record(seed=1), record(max_length=64),
                   record(epoch_eval_examples=10), record(pooling="cls")):
         assert training_key(other) != base
+
+
+def test_training_key_uses_the_resolved_defense_config():
+    """``--set adv_lambda=0.5`` and the default λ = 0.5 train the same defense (the resolved
+    config decides); another λ does not. Records without a resolved defense config (older
+    runs) still compare their raw ``defense_params``."""
+    from robustbench_nlp.runner import RunConfig, training_key, training_record
+
+    default = training_record(RunConfig(defense="peaft"))
+    explicit = training_record(RunConfig(defense="peaft",
+                                         defense_params={"adv_lambda": "0.5"}))
+    other = training_record(RunConfig(defense="peaft", defense_params={"adv_lambda": "1"}))
+    assert default["defense"]["adv_lambda"] == 0.5 and default["max_length"] == 64
+    assert training_key(explicit) == training_key(default) != training_key(other)
+    legacy = [{"run": r["run"]} for r in (default, explicit)]
+    assert training_key(legacy[0]) != training_key(legacy[1])

@@ -137,3 +137,7 @@ def test_cell_identity_uses_resolved_attack_options(tmp_path):
     lines = []
     run_sweep(p, db=db, dry_run=True, echo=lines.append)
     assert lines[-1].startswith("1 cells, 1 finished")
+    # a hyperparameter written out at its default value is the default cell; another is not
+    p.write_text(base + "params: {peaft: {adv_lambda: [0.5, 1]}}\n")
+    explicit, other = load_sweep(p).cells
+    assert explicit.key == default_cell.key != other.key
