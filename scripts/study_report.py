@@ -424,6 +424,30 @@ def section_reading(df: pd.DataFrame) -> str:
             f"{gaps['rose']:+.1f} points (the sums of standard deviations are "
             f"{spread['freelb']:.1f} and {spread['rose']:.1f}); ACC PEAFT minus FreeLB "
             f"{acc_gap['freelb']:+.1f}, minus ROSE {acc_gap['rose']:+.1f} points.")
+    for attack, name in (("textfooler", "TextFooler"), ("advglue", "AdvGLUE")):
+        grid = grid_runs(df, attack)
+        parts, highest, compared = [], 0, 0
+        for task in TASKS:
+            g = grid[grid["task"] == task] if len(grid) else grid
+            if not {"peaft", "freelb", "rose"} <= set(g["defense"]):
+                continue
+            aua = {d: float(g.loc[g["defense"] == d, "AUA"].astype(float).mean())
+                   for d in ("peaft", "freelb", "rose")}
+            n = {d: int((g["defense"] == d).sum()) for d in aua}
+            flagged = bool(g.loc[g["defense"] == "peaft", "degenerate"].fillna(False)
+                           .astype(bool).any())
+            text = ", ".join(f"{PAPER_NAME[d]} {aua[d]:.1f} (n={n[d]})" for d in aua)
+            if flagged:
+                parts.append(f"{task}: {text}, PEAFT degenerate, not compared")
+                continue
+            compared += 1
+            top = aua["peaft"] > max(aua["freelb"], aua["rose"])
+            highest += top
+            parts.append(f"{task}: {text}" + (", PEAFT highest" if top else ""))
+        if parts:
+            out.append(f"- *PEAFT reaches far higher AUA than FreeLB and ROSE* ({name}, default "
+                       f"budgets, mean AUA over the seeds finished so far): PEAFT is highest in "
+                       f"{highest} of {compared} compared task(s); {'; '.join(parts)}.")
     lam = lambda_runs(df)
     if len(lam) >= 3:
         def rho(col: str) -> float:  # NaN (not a warning) when a column is constant

@@ -59,6 +59,7 @@ def db(tmp_path):
          train_stats={"reused_from": "default"})
     _run(store, "fldef", "freelb", 0, 81.5, 1.0, {}, dcfg={})
     _run(store, "fldef1", "freelb", 1, 82.5, 3.0, {}, dcfg={})
+    _run(store, "rodef", "rose", 0, 80.5, 5.0, {}, dcfg={})
     _run(store, "mrpc", "peaft", 0, 69.9, 66.0, {}, task="mrpc", degenerate=True,
          pred_distribution={"not_equivalent": 1.96, "equivalent": 98.04},
          gold_distribution={"not_equivalent": 31.62, "equivalent": 68.38})
@@ -122,6 +123,9 @@ def test_report_tables_from_the_database(report_mod, db, tmp_path):
     assert ("- *PEAFT gains AUA over epochs while FreeLB and ROSE lose it* (SST-2, AUA on 50 "
             "examples after each epoch): not all three defenses are in the database yet here; "
             "peaft 0.0 → 2.0.") in lines
+    assert ("- *PEAFT reaches far higher AUA than FreeLB and ROSE* (TextFooler, default "
+            "budgets, mean AUA over the seeds finished so far): PEAFT is highest in 0 of 1 "
+            "compared task(s); sst2: PEAFT 0.0 (n=1), FreeLB 2.0 (n=2), ROSE 5.0 (n=1).") in lines
     assert any(ln.startswith("- Degenerate default PEAFT classifiers") and
                "mrpc (98.0 / 68.4)" in ln for ln in lines)
 
