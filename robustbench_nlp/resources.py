@@ -281,17 +281,19 @@ _register_counterfitted_spaces()
 
 
 def nearest_neighbours(matrix: np.ndarray, k: int, chunk: int = 512,
-                       progress: bool | None = False) -> np.ndarray:
-    """Cosine nearest neighbours of every row, the row itself first.
+                       progress: bool | None = False,
+                       rows: np.ndarray | None = None) -> np.ndarray:
+    """Cosine nearest neighbours of every row (or of ``rows``), the row itself first.
 
     Args:
         matrix: vectors [V, d].
         k: neighbours per row (excluding the row itself).
         chunk: rows per matrix product (memory ≈ chunk × V × 4 bytes).
         progress: tqdm bar (``None``: only on a terminal).
+        rows: int [R] row indices to compute (default: all V rows, in order).
 
     Returns:
-        int32 [V, k + 1]: column 0 is the row's own index (textattack's
+        int32 [R, k + 1] (R = V by default): column 0 is the row's own index (textattack's
         ``WordEmbedding.nearest_neighbours`` skips column 0), then neighbours by decreasing
         cosine (ties by index).
     """
@@ -299,21 +301,21 @@ def nearest_neighbours(matrix: np.ndarray, k: int, chunk: int = 512,
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     x = x / np.maximum(norms, 1e-12)
     v = x.shape[0]
+    ids = np.arange(v) if rows is None else np.asarray(rows, dtype=np.int64)
     k = min(k, v - 1)
-    out = np.empty((v, k + 1), dtype=np.int32)
+    out = np.empty((len(ids), k + 1), dtype=np.int32)
     from tqdm.auto import tqdm
 
-    for start in tqdm(range(0, v, chunk), desc="nearest neighbours", unit="block",
+    for start in tqdm(range(0, len(ids), chunk), desc="nearest neighbours", unit="block",
                       disable=(None if progress is None else not progress), leave=False):
-        stop = min(start + chunk, v)
-        sims = x[start:stop] @ x.T
-        rows = np.arange(stop - start)
-        sims[rows, np.arange(start, stop)] = -np.inf  # self is placed first explicitly
+        block = ids[start:start + chunk]
+        sims = x[block] @ x.T
+        sims[np.arange(len(block)), block] = -np.inf  # self is placed first explicitly
         part = np.argpartition(sims, sims.shape[1] - k, axis=1)[:, -k:]
         part_sims = np.take_along_axis(sims, part, axis=1)
         order = np.lexsort((part, -part_sims), axis=1)
-        out[start:stop, 0] = np.arange(start, stop)
-        out[start:stop, 1:] = np.take_along_axis(part, order, axis=1)
+        out[start:start + len(block), 0] = block
+        out[start:start + len(block), 1:] = np.take_along_axis(part, order, axis=1)
     return out
 
 

@@ -33,7 +33,8 @@ import pandas as pd
 import yaml
 
 from .errors import ConfigError, RBNLPError
-from .runner import RunConfig
+from .runner import (RunConfig, config_from_dict, execute, make_attack, make_defense,
+                     training_key, training_record)
 
 GRID_KEYS = ("defense", "task", "attack", "model", "seed")
 #: seconds per cell assumed by --dry-run when the database has no finished run to learn from
@@ -62,6 +63,23 @@ class Sweep:
     db: str | None = None
 
 
+def _as_strings(record: dict) -> dict:
+    return {k: str(v) for k, v in sorted(record.items())}
+
+
+def _stored_defense(config: dict) -> dict | None:
+    """A stored run ``config``'s resolved defense options as strings (resolved now from its
+    run options when the record predates ``config["defense"]``; None if that fails)."""
+    record = config.get("defense")
+    if record is None:
+        try:
+            record = dataclasses.asdict(make_defense(config_from_dict(config.get("run", {})))
+                                        .config)
+        except RBNLPError:  # e.g. a defense plugin that is not installed here
+            return None
+    return _as_strings(record)
+
+
 def run_key(cfg: RunConfig, attack_record: dict | None = None,
             defense_record: dict | None = None) -> str:
     """Canonical identity of a run's configuration (what makes two runs 'the same cell').
@@ -78,8 +96,6 @@ def run_key(cfg: RunConfig, attack_record: dict | None = None,
         UnknownNameError / ConfigError: a record is None and ``cfg``'s defense or attack or
             their options are invalid.
     """
-    from .runner import make_attack, make_defense
-
     d = dataclasses.asdict(cfg)
     keep = {k: d[k] for k in ("defense", "attack", "task", "model", "pooling", "seed",
                               "num_examples", "max_length")}
@@ -87,8 +103,8 @@ def run_key(cfg: RunConfig, attack_record: dict | None = None,
         defense_record = dataclasses.asdict(make_defense(cfg).config)
     if attack_record is None:
         attack_record = dataclasses.asdict(make_attack(cfg).config)
-    keep["defense_config"] = {k: str(v) for k, v in sorted(defense_record.items())}
-    keep["attack_config"] = {k: str(v) for k, v in sorted(attack_record.items())}
+    keep["defense_config"] = _as_strings(defense_record)
+    keep["attack_config"] = _as_strings(attack_record)
     return json.dumps(keep, sort_keys=True)
 
 
@@ -142,8 +158,6 @@ def load_sweep(path: str | Path) -> Sweep:
 
 def cell_status(store, cells: list[Cell]) -> dict[str, tuple[str, str]]:
     """Map cell key → (status, run id) of its latest run in ``store`` (absent: never run)."""
-    from .runner import config_from_dict
-
     df = store.runs_frame()
     out: dict[str, tuple[str, str]] = {}
     if df.empty:
@@ -161,11 +175,14 @@ def cell_status(store, cells: list[Cell]) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _train_key(cfg: RunConfig) -> str:
-    """What decides a cell's trained defense (see :func:`robustbench_nlp.runner.training_key`)."""
-    from .runner import training_key, training_record
+def _train_key(record: dict) -> str:
+    """What decides the trained defense of a configuration ``record`` (a run's stored
+    ``config``, or :func:`robustbench_nlp.runner.training_record` of a cell), as a string."""
+    return json.dumps(training_key(record), sort_keys=True, default=str)
 
-    return json.dumps(training_key(training_record(cfg)), sort_keys=True, default=str)
+
+def _cell_train_key(cfg: RunConfig) -> str:
+    return _train_key(training_record(cfg))
 
 
 def estimate_seconds(store, cell: Cell, trained: set[str] | None = None) -> float:
@@ -173,8 +190,8 @@ def estimate_seconds(store, cell: Cell, trained: set[str] | None = None) -> floa
 
     Training: 0 when ``trained`` (training keys of runs already trained, or of earlier cells of
     the sweep) holds the cell's key, since the runner then reuses that defense; else the mean
-    ``train_seconds`` of finished runs of the same defense and task with the same ``--set``
-    options, else of the same defense and task, else :data:`DEFAULT_SECONDS`. Attack: the
+    ``train_seconds`` of finished runs of the same defense and task with the same resolved
+    hyperparameters, else of the same defense and task, else :data:`DEFAULT_SECONDS`. Attack: the
     mean ``attack_seconds`` of finished runs of the same task and attack (0 when none; the
     defaults above include it)."""
     df = store.runs_frame()
@@ -184,12 +201,12 @@ def estimate_seconds(store, cell: Cell, trained: set[str] | None = None) -> floa
     done = df[df["status"] == "finished"]
     attack = done[(done["task"] == c.task) & (done["attack"] == c.attack)]["attack_seconds"]
     attack_s = float(attack.dropna().mean()) if attack.notna().any() else 0.0
-    if trained is not None and _train_key(c) in trained:
+    if trained is not None and _cell_train_key(c) in trained:
         return attack_s
     same = done[(done["defense"] == c.defense) & (done["task"] == c.task)]
-    params = {k: str(v) for k, v in c.defense_params.items()}
-    mask = pd.Series([((cfg or {}).get("run", {}).get("defense_params") or {}) == params
-                      for cfg in same["config"]], index=same.index, dtype=bool)
+    want = _as_strings(dataclasses.asdict(make_defense(c).config))
+    mask = pd.Series([_stored_defense(cfg or {}) == want for cfg in same["config"]],
+                     index=same.index, dtype=bool)
     exact = same[mask]  # a Series mask: an empty list would select no columns
     for rows in (exact, same):
         if rows["train_seconds"].notna().any():
@@ -199,14 +216,11 @@ def estimate_seconds(store, cell: Cell, trained: set[str] | None = None) -> floa
 
 def trained_keys(store) -> set[str]:
     """Training keys of the runs of ``store`` that are past training."""
-    from .runner import training_key
-
     df = store.runs_frame()
     if df.empty:
         return set()
     past = df[df["train_seconds"].notna()]
-    return {json.dumps(training_key(cfg or {}), sort_keys=True, default=str)
-            for cfg in past["config"]}
+    return {_train_key(cfg or {}) for cfg in past["config"]}
 
 
 def run_sweep(path: str | Path, db: str | None = None, dry_run: bool = False,
@@ -225,7 +239,6 @@ def run_sweep(path: str | Path, db: str | None = None, dry_run: bool = False,
     from tqdm.auto import tqdm
 
     from .db import open_store
-    from .runner import execute
 
     sweep = load_sweep(path)
     store = open_store(db or sweep.db)
@@ -237,7 +250,7 @@ def run_sweep(path: str | Path, db: str | None = None, dry_run: bool = False,
         for c in sweep.cells:
             st, rid = states.get(c.key, ("new", ""))
             est = 0.0 if st == "finished" else estimate_seconds(store, c, trained)
-            trained.add(_train_key(c.cfg))  # later cells with its training settings reuse it
+            trained.add(_cell_train_key(c.cfg))  # later cells with these settings reuse it
             total += est
             echo(f"{c.label():70s} {st:10s} {rid:12s} ~{est / 60:.1f} min")
             report.append({"label": c.label(), "status": st, "run_id": rid})

@@ -78,8 +78,8 @@ def _fmt(x, nd=1) -> str:
 
 def _mean_pm(v: pd.Series) -> str:
     """``"82.0 ± 2.0"``: mean ± sample standard deviation (the mean alone for one value)."""
-    v = v.astype(float)
-    return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else _fmt(v.mean())
+    mean, sd = _mean_sd(v)
+    return f"{mean:.1f} ± {sd:.1f}" if len(v) > 1 else _fmt(mean)
 
 
 def _md(df: pd.DataFrame) -> str:
@@ -220,19 +220,24 @@ def section_seeds(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
 TASKS = ("sst2", "mrpc", "rte", "qnli")
 
 
-def _default_defense(df: pd.DataFrame) -> pd.Series:
-    """Whether each run's resolved defense config equals its defense's defaults (so a run
-    with ``--set train_examples=2000`` counts when 2,000 is that defense's default)."""
+def _default_defense(df: pd.DataFrame, vary: tuple[str, ...] = ()) -> pd.Series:
+    """Whether each run's resolved defense config equals its defense's defaults, except for
+    the hyperparameters in ``vary`` (so a run with ``--set train_examples=2000`` counts when
+    2,000 is that defense's default)."""
     import dataclasses
 
-    from robustbench_nlp.registry import DEFENSES
+    from robustbench_nlp.errors import RBNLPError
+    from robustbench_nlp.runner import RunConfig, make_defense
+
+    def strings(c: dict) -> dict:
+        return {k: str(v) for k, v in c.items() if k not in vary}
 
     def is_default(defense: str, dcfg: dict) -> bool:
         try:
-            default = dataclasses.asdict(DEFENSES.get(defense).Config())
-        except Exception:  # a defense plugin not installed here
+            default = dataclasses.asdict(make_defense(RunConfig(defense=defense)).config)
+        except RBNLPError:  # a defense plugin not installed here
             return False
-        return {k: str(v) for k, v in dcfg.items()} == {k: str(v) for k, v in default.items()}
+        return strings(dcfg) == strings(default)
 
     return pd.Series([is_default(d, c) for d, c in zip(df["defense"], df["dcfg"])],
                      index=df.index, dtype=bool)
@@ -297,7 +302,7 @@ def section_lambda_default(df: pd.DataFrame) -> str:
              & (df["seed"] == 0) & df["epoch_eval"].isna() & (df["model"] == "minilm")
              & (df["num_examples"] == 100)] if len(df) else df
     if len(sel):
-        sel = sel[sel["params"].apply(lambda q: set(q) <= {"adv_lambda"})].copy()
+        sel = sel[_default_defense(sel, vary=("adv_lambda",))].copy()
     if sel.empty:
         return "\n".join(out + ["(no finished runs of this sweep in the database)", ""])
     sel["λ"] = sel["dcfg"].apply(lambda c: float(c.get("adv_lambda")))

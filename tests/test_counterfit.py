@@ -256,3 +256,14 @@ def test_offline_default_is_the_strong_repel_space():
                                                    R.COUNTERFITTED_DEFAULT)}
     assert len(set(fps.values())) == 2
     assert PUBLISHED_PARAMS == CounterfitParams() and STRONG_REPEL_PARAMS.k1 == 1.0
+
+
+def test_nearest_neighbours_of_chosen_rows_equal_the_full_table():
+    from robustbench_nlp.resources import nearest_neighbours
+
+    x = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)
+    full = nearest_neighbours(x, 6, chunk=7)
+    rows = np.array([3, 17, 0, 39])
+    part = nearest_neighbours(x, 6, chunk=3, rows=rows)
+    assert part.shape == (4, 7) and (part == full[rows]).all()
+    assert part[:, 0].tolist() == [3, 17, 0, 39]
