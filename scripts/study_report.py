@@ -14,7 +14,10 @@ typed in by hand. The runs it reads are those of::
     rbnlp sweep experiments/cpu_study_epochs.yaml             # ACC/AUA after every epoch
     rbnlp run --defense {peaft,prompt-tuning} --set carrier=C --set train_examples=2000
 
-(all with the same ``--db``). A section whose runs are missing says so instead of a table.
+(all with the same ``--db``). A section whose runs are missing says so instead of a table;
+the section "Sweeps: completion and compute" counts, for every config in ``experiments/``,
+the cells finished and lists those still to run. Where a cell has several finished runs,
+the tables use its earliest one, as ``rbnlp sweep`` does.
 Usage::
 
     python scripts/study_report.py --db sqlite:///rbnlp.db [--out docs/results.md]
@@ -37,6 +40,7 @@ RENAME = {"acc": "ACC", "aua": "AUA", "avg": "AVG", "asr": "ASR", "avg_queries":
           "train_seconds": "train s"}
 DEFENSE_ORDER = ["finetune", "prompt-tuning", "peaft", "freelb", "rose"]
 PAPER_NAME = {"peaft": "PEAFT", "freelb": "FreeLB", "rose": "ROSE"}
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def load_runs(url: str) -> pd.DataFrame:
@@ -143,7 +147,7 @@ def seed_runs(df: pd.DataFrame, attack: str = "textfooler") -> pd.DataFrame:
     sel = df[(df["task"] == "sst2") & (df["attack"] == attack)
              & _params_are(df, train_examples=2000) & df["epoch_eval"].isna()
              & (df["num_examples"] == 100) & (df["model"] == "minilm")]
-    return sel.drop_duplicates(["defense", "seed"], keep="last")
+    return sel.drop_duplicates(["defense", "seed"], keep="first")
 
 
 def lambda_runs(df: pd.DataFrame) -> pd.DataFrame:
@@ -158,7 +162,7 @@ def lambda_runs(df: pd.DataFrame) -> pd.DataFrame:
                                and p.get("train_examples") == "2000")
     sel = sel[keep].copy()
     sel["λ"] = sel["dcfg"].apply(lambda c: float(c.get("adv_lambda")))
-    return sel.drop_duplicates("λ", keep="last").sort_values("λ")
+    return sel.drop_duplicates("λ", keep="first").sort_values("λ")
 
 
 def epoch_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -250,7 +254,7 @@ def grid_runs(df: pd.DataFrame, attack: str) -> pd.DataFrame:
         return df
     sel = df[(df["attack"] == attack) & _default_defense(df) & df["epoch_eval"].isna()
              & (df["num_examples"] == 100) & (df["model"] == "minilm")]
-    return sel.drop_duplicates(["defense", "task", "seed"], keep="last")
+    return sel.drop_duplicates(["defense", "task", "seed"], keep="first")
 
 
 def section_grid(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
@@ -293,6 +297,55 @@ def section_grid(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
     return "\n".join(out)
 
 
+def section_sweeps(url: str, df: pd.DataFrame, experiments: Path) -> str:
+    """Completion and compute of every sweep config in ``experiments`` (``*.yaml``): its cells,
+    how many have a finished run in the database (the sweep's own cell identity,
+    :func:`robustbench_nlp.sweep.cell_status`), their training and attack hours (training
+    counted once: a run that reused another run's trained defense adds its attack only), and
+    the cells not finished yet, grouped over seeds."""
+    from robustbench_nlp.db import open_store
+    from robustbench_nlp.sweep import cell_status, load_sweep
+
+    out = ["## Sweeps: completion and compute", "",
+           "Each committed sweep config, its cells and how many of them have a finished run "
+           "here (`rbnlp sweep --db URL --dry-run experiments/F` lists the same). Hours are "
+           "the runs' recorded training and attack seconds (one process each, 1-2 CPU "
+           "threads); a run that reused another run's trained defense adds its attack only.",
+           ""]
+    files = sorted(experiments.glob("*.yaml")) if experiments.is_dir() else []
+    if not files:
+        return "\n".join(out + [f"(no sweep configs in {experiments})", ""])
+    store = open_store(url)
+    by_id = df.set_index("id") if len(df) else df
+    rows, todo = [], []
+    for f in files:
+        sweep = load_sweep(f)
+        states = cell_status(store, sweep.cells)
+        ids, missing = [], {}
+        for c in sweep.cells:
+            st, rid = states.get(c.key, ("new", ""))
+            if st == "finished":
+                ids.append(rid)
+                continue
+            extra = ",".join(f"{k}={v}" for k, v in sorted(c.cfg.defense_params.items()))
+            group = f"{c.cfg.defense}/{c.cfg.task}/{c.cfg.attack}" + (f" [{extra}]" if extra
+                                                                       else "")
+            missing.setdefault(group, []).append(str(c.cfg.seed))
+        runs = by_id.loc[[i for i in ids if i in by_id.index]] if len(ids) else by_id.iloc[:0]
+        trained = runs[[not (s or {}).get("reused_from") for s in runs["train_stats"]]] \
+            if len(runs) else runs
+        rows.append({
+            "config": f"experiments/{f.name}", "cells": len(sweep.cells), "finished": len(ids),
+            "train h": _fmt(trained["train s"].sum() / 3600 if len(runs) else 0.0, 2),
+            "attack h": _fmt(runs["attack_seconds"].sum() / 3600 if len(runs) else 0.0, 2)})
+        if missing:
+            todo.append(f"- `experiments/{f.name}`, not finished yet: "
+                        + "; ".join(f"{g} seed{'s' if len(s) > 1 else ''} {', '.join(s)}"
+                                   for g, s in missing.items()))
+    out += [_md(pd.DataFrame(rows)), ""] + todo + ([""] if todo else [])
+    return "\n".join(out)
+
+
 def section_lambda_default(df: pd.DataFrame) -> str:
     """experiments/sst2_lambda.yaml: the λ sweep at the default budget (8,000 sentences)."""
     out = ["## PEAFT λ sweep at the default budget", "",
@@ -306,7 +359,7 @@ def section_lambda_default(df: pd.DataFrame) -> str:
     if sel.empty:
         return "\n".join(out + ["(no finished runs of this sweep in the database)", ""])
     sel["λ"] = sel["dcfg"].apply(lambda c: float(c.get("adv_lambda")))
-    sel = sel.drop_duplicates("λ", keep="last").sort_values("λ")
+    sel = sel.drop_duplicates("λ", keep="first").sort_values("λ")
     rows = [{"λ": f"{r['λ']:g}", "run id": r["id"], "ACC": _fmt(r["ACC"]), "AUA": _fmt(r["AUA"]),
              "AVG": _fmt(r["AVG"]), "ASR": _fmt(r["ASR"]), "train s": _fmt(r["train s"], 0)}
             for _, r in sel.iterrows()]
@@ -349,7 +402,7 @@ def section_carriers(df: pd.DataFrame) -> str:
     if sel.empty:
         return "\n".join(out + ["(no finished carrier runs in the database)", ""])
     sel["carrier"] = sel["dcfg"].apply(lambda c: c.get("carrier", "prompt"))
-    sel = sel.drop_duplicates(["carrier", "defense"], keep="last")
+    sel = sel.drop_duplicates(["carrier", "defense"], keep="first")
     rows = []
     for c in ("prompt", "prefix", "ptuning", "lora"):
         for d, name in (("prompt-tuning", "without (λ = 0)"), ("peaft", "with (λ = 0.5)")):
@@ -494,7 +547,7 @@ def section_reading(df: pd.DataFrame) -> str:
     tasks = df[(df["defense"] == "peaft") & _params_are(df) & df["epoch_eval"].isna()
                & (df["seed"] == 0) & (df["model"] == "minilm")] if len(df) else df
     degenerate = [f"{r['task']} ({_degenerate(r)[5:-1]})" for _, r in
-                  tasks.drop_duplicates(["task"], keep="last").iterrows()
+                  tasks.drop_duplicates(["task"], keep="first").iterrows()
                   if _degenerate(r) != "no"]
     if degenerate:
         out.append("- Degenerate default PEAFT classifiers (predicted / gold share of the "
@@ -534,9 +587,11 @@ def _plot(path: Path, title: str, xlabel: str, series: dict) -> str | None:
     return path.name
 
 
-def report(url: str, paper_dir: str | None = None, figures: Path | None = None) -> str:
+def report(url: str, paper_dir: str | None = None, figures: Path | None = None,
+           experiments: str | Path = EXPERIMENTS) -> str:
     """The whole markdown report for the database at ``url``; with ``figures``, the λ and
-    epoch plots are written there as PNG and linked (paths relative to the report)."""
+    epoch plots are written there as PNG and linked (paths relative to the report);
+    ``experiments``: the folder of sweep configs whose completion is reported."""
     from robustbench_nlp.leaderboard import find_paper_dir
 
     df = load_runs(url)
@@ -554,7 +609,8 @@ def report(url: str, paper_dir: str | None = None, figures: Path | None = None) 
             "mirror. Versions of the last run: "
             + ", ".join(f"{k} {v}" for k, v in versions.items()
                         if k in ("torch", "transformers", "peft", "textattack")) + ".", ""]
-    parts = [section_reading(df), section_tasks(df, paper), section_grid(df, paper),
+    parts = [section_reading(df), section_sweeps(url, df, Path(experiments)),
+             section_tasks(df, paper), section_grid(df, paper),
              section_grid(df, paper, "advglue"), section_seeds(df, paper),
              section_seeds(df, paper, "advglue"), section_lambda(df, figures),
              section_lambda_default(df),
@@ -567,12 +623,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--db", required=True, help="SQLAlchemy URL of the results database")
     ap.add_argument("--out", default=None, help="write here (default: stdout)")
     ap.add_argument("--paper-dir", default=None, help="folder of the paper's table CSVs")
+    ap.add_argument("--experiments", default=str(EXPERIMENTS),
+                    help="folder of the sweep configs whose completion is reported "
+                         "(default: the repository's experiments/)")
     args = ap.parse_args(argv)
     from robustbench_nlp.errors import RBNLPError
 
     try:
         text = report(args.db, args.paper_dir,
-                      figures=Path(args.out).parent if args.out else None)
+                      figures=Path(args.out).parent if args.out else None,
+                      experiments=args.experiments)
     except RBNLPError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -155,3 +155,45 @@ def test_committed_results_reproduce_from_committed_database(report_mod, tmp_pat
     text = report_mod.report(f"sqlite:///{db}", figures=figures)
     assert text == (docs / "results.md").read_text()
     assert sorted(p.name for p in figures.iterdir()) == ["epochs.png", "lambda.png"]
+
+
+def test_sweeps_section_counts_finished_cells_and_lists_the_rest(report_mod, tmp_path):
+    """The completion section maps runs to a config's cells by the sweep's own identity
+    (resolved records), counts training once and lists the cells still to run by seed."""
+    import dataclasses
+
+    from robustbench_nlp.runner import RunConfig, config_to_dict, make_attack, make_defense
+
+    exp = tmp_path / "experiments"
+    exp.mkdir()
+    (exp / "grid.yaml").write_text(
+        "name: grid\ngrid:\n  defense: [peaft]\n  task: [sst2]\n  attack: [textfooler, advglue]\n"
+        "  model: [minilm]\n  seed: [0, 1, 2]\nfixed:\n  num_examples: 100\n"
+        "attack_params:\n  textfooler: {embedding: counterfitted-glove-50d}\n")
+    url = f"sqlite:///{tmp_path / 'grid.db'}"
+    store = Store(url)
+
+    def real_run(rid, attack, seed, train_s, attack_s, attack_params=None, reused=None):
+        cfg = RunConfig(defense="peaft", task="sst2", attack=attack, seed=seed,
+                        num_examples=100, attack_params=attack_params or {})
+        config = {"run": config_to_dict(cfg),
+                  "defense": dataclasses.asdict(make_defense(cfg).config),
+                  "attack": dataclasses.asdict(make_attack(cfg).config)}
+        store.create_run(id=rid, task="sst2", defense="peaft", attack=attack, model="minilm",
+                         seed=seed, num_examples=100, config=config, train_seconds=train_s,
+                         attack_seconds=attack_s, status="finished",
+                         train_stats={"reused_from": reused} if reused else {})
+        store.save_metrics(rid, acc=80.0, aua=1.0, avg=40.5)
+
+    pinned = {"embedding": "counterfitted-glove-50d"}
+    real_run("tf0", "textfooler", 0, 3600.0, 720.0, pinned)
+    real_run("ag0", "advglue", 0, 3600.0, 36.0, reused="tf0")  # training counted once
+    real_run("tf1", "textfooler", 1, 1800.0, 360.0, pinned)
+    real_run("tfk1", "textfooler", 2, 1800.0, 360.0)  # the other word space: not this cell
+    text = report_mod.report(url, paper_dir=None, experiments=exp)
+    lines = text.splitlines()
+    (row,) = [ln for ln in lines if ln.startswith("| experiments/grid.yaml")]
+    assert [c.strip() for c in row.strip("|").split("|")] == [
+        "experiments/grid.yaml", "6", "3", "1.50", "0.31"]
+    assert ("- `experiments/grid.yaml`, not finished yet: peaft/sst2/textfooler seed 2; "
+            "peaft/sst2/advglue seeds 1, 2") in lines
