@@ -101,13 +101,42 @@ def _paper(paper: pd.DataFrame | None, method: str, task: str, attack: str) -> s
     return f"{r['ACC']} / {r['AUA']} / {r['AVG']}"  # as printed (may read OOM)
 
 
+def _budget(defense: str, **override) -> str | None:
+    """``"up to 8,000 training examples, 1 epoch"``: a defense's training budget at its
+    defaults (with ``override``, e.g. ``train_examples=2000``), read from its config; None for
+    a defense plugin that is not installed here."""
+    from robustbench_nlp.errors import RBNLPError
+    from robustbench_nlp.runner import RunConfig, make_defense
+
+    try:
+        c = make_defense(RunConfig(defense=defense, defense_params={
+            k: str(v) for k, v in override.items()})).config
+    except RBNLPError:
+        return None
+    size = ("the whole training split" if c.train_examples is None
+            else f"up to {c.train_examples:,} training examples")
+    return f"{size}, {c.epochs} epoch{'' if c.epochs == 1 else 's'}"
+
+
+def budget_text(**override) -> str:
+    """The five defenses' training budgets (see :func:`_budget`), grouped:
+    ``"PEAFT and prompt tuning: up to 8,000 training examples, 1 epoch; ..."``."""
+    names = {"finetune": "finetune", "prompt-tuning": "prompt tuning", **PAPER_NAME}
+    groups: dict[str, list[str]] = {}
+    for d in DEFENSE_ORDER:
+        b = _budget(d, **override)
+        if b is not None:
+            groups.setdefault(b, []).append(names[d])
+    return "; ".join(f"{ds[0] if len(ds) == 1 else ', '.join(ds[:-1]) + ' and ' + ds[-1]}: {b}"
+                     for b, ds in groups.items())
+
 def section_tasks(df: pd.DataFrame, paper) -> str:
-    """PEAFT with every default (8,000 training examples, 100 attacked examples) per task."""
+    """PEAFT with every default (100 attacked examples) per task."""
     out = ["## PEAFT on the four GLUE tasks (defaults)", "",
-           "`rbnlp run --defense peaft --task T --attack A` with every default (seed 0, up to "
-           "8,000 training examples, 1 epoch, 100 attacked dev examples for TextFooler, every "
-           "AdvGLUE dev example for AdvGLUE). The paper column is its RoBERTa-base row "
-           "(ACC / AUA / AVG).", ""]
+           f"`rbnlp run --defense peaft --task T --attack A` with every default (seed 0, "
+           f"{_budget('peaft')}, 100 attacked dev examples for TextFooler, every AdvGLUE dev "
+           "example for AdvGLUE). The paper column is its RoBERTa-base row (ACC / AUA / AVG).",
+           ""]
     sel = df[(df["defense"] == "peaft") & _params_are(df) & df["epoch_eval"].isna()
              & (df["seed"] == 0) & (df["model"] == "minilm")]
     rows = []
@@ -183,8 +212,9 @@ def section_seeds(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
     if attack == "textfooler":
         out = ["## Defenses on SST-2 under TextFooler, 3 seeds (Table 1 analogue)", "",
                "`rbnlp sweep experiments/cpu_study_sst2.yaml`: all-MiniLM-L6-v2, 2,000 SST-2 "
-               "training sentences, 1 epoch, 100 attacked dev examples, seeds 0, 1, 2. Mean ± "
-               "sample standard deviation over the seeds; ACC on the full dev split (872).", ""]
+               f"training sentences ({budget_text(train_examples=2000)}), 100 attacked dev "
+               "examples, seeds 0, 1, 2. Mean ± sample standard deviation over the seeds; ACC "
+               "on the full dev split (872).", ""]
     else:
         out = ["## The same defenses on AdvGLUE SST-2 (Table 2 analogue)", "",
                "The AdvGLUE cells of the same sweep: each attacks the trained defense of the "
@@ -262,9 +292,9 @@ def section_grid(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
     seeds finished so far (their number is shown; the configs ask for 3)."""
     if attack == "textfooler":
         out = ["## All defenses × tasks at the default budgets, TextFooler (Table 1)", "",
-               "`rbnlp sweep experiments/defenses.yaml`: every default (up to 8,000 training "
-               "examples, 1 epoch, 100 attacked dev examples), seeds 0, 1, 2; `seeds` counts "
-               "the finished ones. Mean ± sample standard deviation over them.", ""]
+               f"`rbnlp sweep experiments/defenses.yaml`: every default ({budget_text()}; 100 "
+               "attacked dev examples), seeds 0, 1, 2; `seeds` counts the finished ones. Mean ± "
+               "sample standard deviation over them.", ""]
     else:
         out = ["## All defenses × tasks at the default budgets, AdvGLUE (Table 2)", "",
                "`rbnlp sweep experiments/defenses_advglue.yaml`: the defenses trained by the "
