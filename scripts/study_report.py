@@ -519,14 +519,17 @@ def section_reading(df: pd.DataFrame) -> str:
             g = grid[grid["task"] == task] if len(grid) else grid
             if not {"peaft", "freelb", "rose"} <= set(g["defense"]):
                 continue
-            aua = {d: float(g.loc[g["defense"] == d, "AUA"].astype(float).mean())
-                   for d in ("peaft", "freelb", "rose")}
+            stats = {d: _mean_sd(g.loc[g["defense"] == d, "AUA"])
+                     for d in ("peaft", "freelb", "rose")}
+            aua = {d: m for d, (m, _) in stats.items()}
             n = {d: int((g["defense"] == d).sum()) for d in aua}
-            flagged = bool(g.loc[g["defense"] == "peaft", "degenerate"].fillna(False)
-                           .astype(bool).any())
-            text = ", ".join(f"{PAPER_NAME[d]} {aua[d]:.1f} (n={n[d]})" for d in aua)
-            if flagged:
-                parts.append(f"{task}: {text}, PEAFT degenerate, not compared")
+            flagged = [PAPER_NAME[d] for d in aua if g.loc[g["defense"] == d, "degenerate"]
+                       .fillna(False).astype(bool).any()]
+            text = ", ".join(f"{PAPER_NAME[d]} {m:.1f}" + (f" ± {sd:.1f}" if n[d] > 1 else "")
+                             + f" (n={n[d]})" for d, (m, sd) in stats.items())
+            if flagged:  # a nearly constant classifier's AUA says little about robustness
+                parts.append(f"{task}: {text}, not compared ({' and '.join(flagged)} "
+                             "degenerate in some seed)")
                 continue
             compared += 1
             top = aua["peaft"] > max(aua["freelb"], aua["rose"])
@@ -534,7 +537,8 @@ def section_reading(df: pd.DataFrame) -> str:
             parts.append(f"{task}: {text}" + (", PEAFT highest" if top else ""))
         if parts:
             out.append(f"- *PEAFT reaches far higher AUA than FreeLB and ROSE* ({name}, default "
-                       f"budgets, mean AUA over the seeds finished so far): PEAFT is highest in "
+                       f"budgets, AUA mean ± std over the seeds finished so far; a task where "
+                       f"any of the three is degenerate is not compared): PEAFT is highest in "
                        f"{highest} of {compared} compared task(s); {'; '.join(parts)}.")
     lam = lambda_runs(df)
     if len(lam) >= 3:
