@@ -444,8 +444,9 @@ def _execute(cfg: RunConfig, resume, store, echo, continue_matching, shard, proc
             load_defense(run_dir, model)
             train_stats = dict(run.train_stats or {})
             echo(f"resumed trained defense from {_state_path(run_dir)}")
+        # a new run, or a continued one that stopped before its defense was trained
         elif (source := (find_trained_run(store, cfg, config_record)
-                         if cfg.reuse_trained and not resume and shard is None else None)):
+                         if cfg.reuse_trained and shard is None else None)):
             src_run, src_dir = source
             procs.skip_training()
             load_defense(src_dir, model)

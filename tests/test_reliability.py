@@ -317,6 +317,53 @@ def test_rerun_matches_same_config_of_a_dead_process(tmp_path):
     assert _claim_matching_run(store, RunConfig(), record) is None  # finished: never continued
 
 
+@pytest.mark.slow
+def test_continued_untrained_run_reuses_a_trained_defense(data_dir, tmp_path, monkeypatch):
+    """A run stopped before its defense was trained and continued by re-running its command
+    attacks the trained defense of an earlier run with the same training settings, as a new
+    run would, instead of training again."""
+    import robustbench_nlp.runner as runner
+    from robustbench_nlp.db import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+
+    def cfg(**kw):
+        return runner.RunConfig(defense="peaft", task="sst2", attack="advglue",
+                                defense_params={"train_examples": "32"}, max_length=MAX_LENGTH,
+                                progress=False, runs_dir=str(tmp_path / "runs"),
+                                data_dir=str(data_dir), **kw)
+
+    first = runner.execute(cfg(), store=store, echo=lambda s: None)["run_id"]
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "train", stop)  # same training settings, another run config
+    with pytest.raises(KeyboardInterrupt):
+        runner.execute(cfg(num_examples=5, reuse_trained=False), store=store,
+                       echo=lambda s: None)
+    (stale,) = store.unfinished_runs()
+    assert stale.status == "training" and stale.train_seconds is None
+
+    def trained_again(*args, **kwargs):
+        raise AssertionError("the defense was trained again")
+
+    monkeypatch.setattr(runner, "train", trained_again)
+    log: list[str] = []
+    m = runner.execute(cfg(num_examples=5), store=store, echo=log.append,
+                       continue_matching=True)
+    assert m["run_id"] == stale.id
+    assert log[0].startswith(f"continuing unfinished run {stale.id} (training, 0 examples")
+    assert (f"reusing the trained defense of run {first} (same training settings; --retrain "
+            "to train again)") in log
+    run, source = store.get_run(stale.id), store.get_run(first)
+    assert run.status == "finished" and run.train_stats["reused_from"] == first
+    assert run.train_seconds == source.train_seconds
+    assert m["acc"] == source.metrics.acc  # the same weights on the same dev split
+    # AdvGLUE attacks its whole dev set (148 SST-2 examples) whatever num_examples is
+    assert [r["pred_after"] for r in store.examples(stale.id)] == \
+        [r["pred_after"] for r in store.examples(first)] and len(store.examples(first)) == 148
+
 # ------------------------------------------- bad input: one test per troubleshooting row
 def cli(capsys, *args) -> tuple[int, str]:
     rc = main(list(args))
