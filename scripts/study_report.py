@@ -519,26 +519,29 @@ def section_reading(df: pd.DataFrame) -> str:
             g = grid[grid["task"] == task] if len(grid) else grid
             if not {"peaft", "freelb", "rose"} <= set(g["defense"]):
                 continue
-            stats = {d: _mean_sd(g.loc[g["defense"] == d, "AUA"])
-                     for d in ("peaft", "freelb", "rose")}
-            aua = {d: m for d, (m, _) in stats.items()}
-            n = {d: int((g["defense"] == d).sum()) for d in aua}
-            flagged = [PAPER_NAME[d] for d in aua if g.loc[g["defense"] == d, "degenerate"]
-                       .fillna(False).astype(bool).any()]
-            text = ", ".join(f"{PAPER_NAME[d]} {m:.1f}" + (f" ± {sd:.1f}" if n[d] > 1 else "")
-                             + f" (n={n[d]})" for d, (m, sd) in stats.items())
-            if flagged:  # a nearly constant classifier's AUA says little about robustness
-                parts.append(f"{task}: {text}, not compared ({' and '.join(flagged)} "
-                             "degenerate in some seed)")
+            # a nearly constant classifier's AUA says little about robustness: leave it out
+            flags = g["degenerate"].fillna(False).astype(bool)
+            kept = {d: g.loc[(g["defense"] == d) & ~flags, "AUA"]
+                    for d in ("peaft", "freelb", "rose")}
+            dropped = {d: int(((g["defense"] == d) & flags).sum()) for d in kept}
+            text = ", ".join(
+                f"{PAPER_NAME[d]} " + (f"{_mean_pm(v)} (n={len(v)}" if len(v) else "– (n=0")
+                + (f", {dropped[d]} degenerate left out" if dropped[d] else "") + ")"
+                for d, v in kept.items())
+            empty = [PAPER_NAME[d] for d, v in kept.items() if not len(v)]
+            if empty:
+                parts.append(f"{task}: {text}, not compared ({' and '.join(empty)}: every run "
+                             "degenerate)")
                 continue
+            aua = {d: float(v.astype(float).mean()) for d, v in kept.items()}
             compared += 1
             top = aua["peaft"] > max(aua["freelb"], aua["rose"])
             highest += top
             parts.append(f"{task}: {text}" + (", PEAFT highest" if top else ""))
         if parts:
             out.append(f"- *PEAFT reaches far higher AUA than FreeLB and ROSE* ({name}, default "
-                       f"budgets, AUA mean ± std over the seeds finished so far; a task where "
-                       f"any of the three is degenerate is not compared): PEAFT is highest in "
+                       f"budgets, AUA mean ± std over the seeds finished so far, degenerate "
+                       f"runs left out): PEAFT is highest in "
                        f"{highest} of {compared} compared task(s); {'; '.join(parts)}.")
     lam = lambda_runs(df)
     if len(lam) >= 3:

@@ -63,10 +63,17 @@ def db(tmp_path):
     _run(store, "mrpc", "peaft", 0, 69.9, 66.0, {}, task="mrpc", degenerate=True,
          pred_distribution={"not_equivalent": 1.96, "equivalent": 98.04},
          gold_distribution={"not_equivalent": 31.62, "equivalent": 68.38})
-    # RTE: FreeLB's high AUA comes from a degenerate classifier, so RTE is not compared
+    # RTE: FreeLB's seed-0 AUA comes from a degenerate classifier and is left out;
+    # QNLI: PEAFT's only run is degenerate, so QNLI is not compared
     _run(store, "rtepe", "peaft", 0, 55.0, 30.0, {}, task="rte")
     _run(store, "rtefl", "freelb", 0, 56.0, 40.0, {}, task="rte", dcfg={}, degenerate=True)
+    _run(store, "rtefl1", "freelb", 1, 57.0, 20.0, {}, task="rte", dcfg={})
     _run(store, "rtero", "rose", 0, 54.0, 10.0, {}, task="rte", dcfg={})
+    _run(store, "qnpe", "peaft", 0, 50.8, 52.0, {}, task="qnli", degenerate=True,
+         pred_distribution={"entailment": 99.6, "not_entailment": 0.4},
+         gold_distribution={"entailment": 50.5, "not_entailment": 49.5})
+    _run(store, "qnfl", "freelb", 0, 70.0, 5.0, {}, task="qnli", dcfg={})
+    _run(store, "qnro", "rose", 0, 69.0, 4.0, {}, task="qnli", dcfg={})
     _run(store, "lam2", "peaft", 0, 75.0, 3.0, {**study, "adv_lambda": "2"},
          dcfg={"carrier": "prompt", "adv_lambda": 2.0})
     _run(store, "lora", "peaft", 0, 78.0, 1.0, {**study, "carrier": "lora"},
@@ -128,11 +135,12 @@ def test_report_tables_from_the_database(report_mod, db, tmp_path):
             "examples after each epoch): not all three defenses are in the database yet here; "
             "peaft 0.0 → 2.0.") in lines
     assert ("- *PEAFT reaches far higher AUA than FreeLB and ROSE* (TextFooler, default "
-            "budgets, AUA mean ± std over the seeds finished so far; a task where any of the "
-            "three is degenerate is not compared): PEAFT is highest in 0 of 1 compared "
-            "task(s); sst2: PEAFT 0.0 (n=1), FreeLB 2.0 ± 1.4 (n=2), ROSE 5.0 (n=1); rte: "
-            "PEAFT 30.0 (n=1), FreeLB 40.0 (n=1), ROSE 10.0 (n=1), not compared (FreeLB "
-            "degenerate in some seed).") in lines
+            "budgets, AUA mean ± std over the seeds finished so far, degenerate runs left "
+            "out): PEAFT is highest in 1 of 2 compared task(s); sst2: PEAFT 0.0 (n=1), FreeLB "
+            "2.0 ± 1.4 (n=2), ROSE 5.0 (n=1); rte: PEAFT 30.0 (n=1), FreeLB 20.0 (n=1, 1 "
+            "degenerate left out), ROSE 10.0 (n=1), PEAFT highest; qnli: PEAFT – (n=0, 1 "
+            "degenerate left out), FreeLB 5.0 (n=1), ROSE 4.0 (n=1), not compared (PEAFT: "
+            "every run degenerate).") in lines
     assert any(ln.startswith("- Degenerate default PEAFT classifiers") and
                "mrpc (98.0 / 68.4)" in ln for ln in lines)
 
