@@ -49,11 +49,13 @@ class Cell:
     cfg: RunConfig
     key: str = ""
 
-    def label(self) -> str:
+    def label(self, seed: bool = True) -> str:
+        """``"peaft/sst2/textfooler/minilm/seed0 [adv_lambda=1]"`` (``seed=False``: without
+        the ``/seed0`` part, to group a cell's seeds)."""
         c = self.cfg
         extra = ",".join(f"{k}={v}" for k, v in sorted(c.defense_params.items()))
-        return f"{c.defense}/{c.task}/{c.attack}/{c.model}/seed{c.seed}" + (f" [{extra}]" if extra
-                                                                            else "")
+        return (f"{c.defense}/{c.task}/{c.attack}/{c.model}" + (f"/seed{c.seed}" if seed else "")
+                + (f" [{extra}]" if extra else ""))
 
 
 @dataclass
@@ -157,7 +159,8 @@ def load_sweep(path: str | Path) -> Sweep:
 
 
 def cell_status(store, cells: list[Cell]) -> dict[str, tuple[str, str]]:
-    """Map cell key → (status, run id) of its latest run in ``store`` (absent: never run)."""
+    """Map cell key → (status, run id) of its earliest finished run in ``store``, else of its
+    latest run (absent: never run)."""
     df = store.runs_frame()
     out: dict[str, tuple[str, str]] = {}
     if df.empty:

@@ -130,6 +130,7 @@ def budget_text(**override) -> str:
     return "; ".join(f"{ds[0] if len(ds) == 1 else ', '.join(ds[:-1]) + ' and ' + ds[-1]}: {b}"
                      for b, ds in groups.items())
 
+
 def section_tasks(df: pd.DataFrame, paper) -> str:
     """PEAFT with every default (100 attacked examples) per task."""
     out = ["## PEAFT on the four GLUE tasks (defaults)", "",
@@ -339,8 +340,7 @@ def section_sweeps(url: str, df: pd.DataFrame, experiments: Path) -> str:
     out = ["## Sweeps: completion and compute", "",
            "Each committed sweep config, its cells and how many of them have a finished run "
            "here (`rbnlp sweep --db URL --dry-run experiments/F` lists the same). Hours are "
-           "the runs' recorded training and attack seconds (one process each, 1-2 CPU "
-           "threads); a run that reused another run's trained defense adds its attack only.",
+           "the runs' recorded training and attack seconds; a run that reused another run's trained defense adds its attack only.",
            ""]
     files = sorted(experiments.glob("*.yaml")) if experiments.is_dir() else []
     if not files:
@@ -357,10 +357,7 @@ def section_sweeps(url: str, df: pd.DataFrame, experiments: Path) -> str:
             if st == "finished":
                 ids.append(rid)
                 continue
-            extra = ",".join(f"{k}={v}" for k, v in sorted(c.cfg.defense_params.items()))
-            group = f"{c.cfg.defense}/{c.cfg.task}/{c.cfg.attack}" + (f" [{extra}]" if extra
-                                                                       else "")
-            missing.setdefault(group, []).append(str(c.cfg.seed))
+            missing.setdefault(c.label(seed=False), []).append(str(c.cfg.seed))
         runs = by_id.loc[[i for i in ids if i in by_id.index]] if len(ids) else by_id.iloc[:0]
         trained = runs[[not (s or {}).get("reused_from") for s in runs["train_stats"]]] \
             if len(runs) else runs

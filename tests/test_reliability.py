@@ -364,6 +364,7 @@ def test_continued_untrained_run_reuses_a_trained_defense(data_dir, tmp_path, mo
     assert [r["pred_after"] for r in store.examples(stale.id)] == \
         [r["pred_after"] for r in store.examples(first)] and len(store.examples(first)) == 148
 
+
 # ------------------------------------------- bad input: one test per troubleshooting row
 def cli(capsys, *args) -> tuple[int, str]:
     rc = main(list(args))

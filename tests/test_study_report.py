@@ -210,5 +210,5 @@ def test_sweeps_section_counts_finished_cells_and_lists_the_rest(report_mod, tmp
     (row,) = [ln for ln in lines if ln.startswith("| experiments/grid.yaml")]
     assert [c.strip() for c in row.strip("|").split("|")] == [
         "experiments/grid.yaml", "6", "3", "1.50", "0.31"]
-    assert ("- `experiments/grid.yaml`, not finished yet: peaft/sst2/textfooler seed 2; "
-            "peaft/sst2/advglue seeds 1, 2") in lines
+    assert ("- `experiments/grid.yaml`, not finished yet: peaft/sst2/textfooler/minilm seed 2; "
+            "peaft/sst2/advglue/minilm seeds 1, 2") in lines
