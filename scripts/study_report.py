@@ -340,7 +340,8 @@ def section_sweeps(url: str, df: pd.DataFrame, experiments: Path) -> str:
     out = ["## Sweeps: completion and compute", "",
            "Each committed sweep config, its cells and how many of them have a finished run "
            "here (`rbnlp sweep --db URL --dry-run experiments/F` lists the same). Hours are "
-           "the runs' recorded training and attack seconds; a run that reused another run's trained defense adds its attack only.",
+           "the runs' recorded training and attack seconds; a run that reused another run's "
+           "trained defense adds its attack only.",
            ""]
     files = sorted(experiments.glob("*.yaml")) if experiments.is_dir() else []
     if not files:
