@@ -244,6 +244,8 @@ class AdvGLUE(Attack):
 
     name = "advglue"
     query_based = False  # a fixed set: no search, no queries
+    example_split = "advglue-dev"
+    protocol_neutral = ("data_dir",)  # where dev.json is read from; its sha256 is recorded
     description = ("AdvGLUE dev set (Wang et al. 2021): fixed adversarial examples, AUA = "
                    "accuracy on them; sst2, qnli, rte (no MRPC)")
 

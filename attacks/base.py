@@ -74,6 +74,18 @@ class Attack(ABC):
     #: adversarial set (AdvGLUE): every example counts as attacked, so the run records no
     #: average queries and no clean accuracy on the attacked set (both would be artefacts).
     query_based: ClassVar[bool] = True
+    #: True for an attack whose adversarial examples are word swaps of the original (counted
+    #: for polarity-reversing swaps, the invalid-swap rate)
+    word_swaps: ClassVar[bool] = False
+    #: the split :meth:`examples` draws from (part of the attack protocol)
+    example_split: ClassVar[str] = "validation"
+    #: options that do not change what the attack does (where a resource is read from, ...):
+    #: left out of the protocol (:meth:`protocol_options`)
+    protocol_neutral: ClassVar[tuple[str, ...]] = ()
+    #: the value an option had *before it existed*, for runs stored without it (e.g. a new
+    #: constraint that older runs did not apply), so an older run keeps its protocol when
+    #: the option's default changes
+    absent_options: ClassVar[dict] = {}
 
     def __init__(self, config=None) -> None:
         self.config = config if config is not None else self.Config()
@@ -87,6 +99,13 @@ class Attack(ABC):
     def resources(self) -> dict:
         """Names/fingerprints of the resources this attack uses (stored with the run)."""
         return {}
+
+    def protocol_options(self, task: "Task") -> dict:
+        """The resolved options that shape this attack's results on ``task``: every config
+        field except :attr:`protocol_neutral` (part of the attack protocol,
+        :mod:`robustbench_nlp.attacks.protocol`). Subclasses resolve task-dependent defaults
+        (e.g. the attacked segment of a pair task)."""
+        return {k: v for k, v in asdict(self.config).items() if k not in self.protocol_neutral}
 
     def examples(self, task: "Task", dev: pd.DataFrame, num_examples: int | None,
                  seed: int) -> pd.DataFrame:

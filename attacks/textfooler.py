@@ -108,6 +108,10 @@ class TextFooler(Attack):
     """TextFooler word-substitution attack (textattack's ``TextFoolerJin2019`` recipe)."""
 
     name = "textfooler"
+    protocol_neutral = ("resources",)
+    word_swaps = True
+    #: runs stored before the polarity constraint existed did not apply it
+    absent_options = {"preserve_polarity": False}
     description = ("TextFooler (Jin et al. 2020): greedy word-importance search, swaps with "
                    "embedding neighbours under POS, word-embedding and USE constraints")
 
@@ -134,6 +138,9 @@ class TextFooler(Attack):
                                "counterfitted-glove-50d = published counter-fitting "
                                "hyperparameters; glove-6b-50d = raw GloVe, whose neighbours "
                                "include antonyms)")
+        preserve_polarity: bool = param(False, "reject swaps that replace a word of the Hu & "
+                                        "Liu opinion lexicon by one of the opposite polarity "
+                                        "(label preservation for sentiment tasks)")
 
     def __init__(self, config=None) -> None:
         super().__init__(validate(config) if config is not None else None)
@@ -157,6 +164,13 @@ class TextFooler(Attack):
             return task.attacked_column if task.is_pair else None
         return col
 
+    def protocol_options(self, task: "Task") -> dict:
+        """Every option but ``resources`` (the resolved mode is in the resources record),
+        with ``attacked_column`` resolved to the task's default."""
+        opts = super().protocol_options(task)
+        opts["attacked_column"] = self.attacked_column(task)
+        return opts
+
     def check_task(self, task: "Task") -> None:
         col = self.config.attacked_column
         if col is not None and col not in task.text_columns:
@@ -168,6 +182,10 @@ class TextFooler(Attack):
             # fails now, not after training, on an unknown embedding name or missing inputs
             # (e.g. no data mirror for the counter-fitting constraints); hashes small files
             R.embedding_fingerprint(self.config.embedding, self._neighbours())
+        if self.config.preserve_polarity:
+            from .polarity import load_opinion_lexicon
+
+            load_opinion_lexicon()  # a missing lexicon fails now, not after training
 
     def _neighbours(self) -> int:
         from robustbench_nlp.resources import DEFAULT_NEIGHBOURS
@@ -190,13 +208,24 @@ class TextFooler(Attack):
                    "description": spec.description if spec else None}
             # the constructors load nothing (models are loaded on first use)
             use = R.USEm3Encoder(threshold=self.config.use_threshold)
-            return {"mode": mode, "embedding": emb,
-                    "sentence_encoder": R.sentence_encoder_info(use),
-                    "pos_tagger": R.SpacyPartOfSpeech(allow_verb_noun_swap=True).info()}
-        return {"mode": mode, "embedding": _paragramcf_info(),
-                "sentence_encoder": {"name": "UniversalSentenceEncoder",
-                                     "model": "https://tfhub.dev/google/universal-sentence-encoder/3"},
-                "pos_tagger": {"name": "PartOfSpeech", "tagger": "nltk", "tagset": "universal"}}
+            return self._with_polarity(
+                {"mode": mode, "embedding": emb,
+                 "sentence_encoder": R.sentence_encoder_info(use),
+                 "pos_tagger": R.SpacyPartOfSpeech(allow_verb_noun_swap=True).info()})
+        return self._with_polarity(
+            {"mode": mode, "embedding": _paragramcf_info(),
+             "sentence_encoder": {"name": "UniversalSentenceEncoder",
+                                  "model": "https://tfhub.dev/google/universal-sentence-encoder/3"},
+             "pos_tagger": {"name": "PartOfSpeech", "tagger": "nltk", "tagset": "universal"}})
+
+    def _with_polarity(self, info: dict) -> dict:
+        """``info`` plus ``polarity_lexicon`` (the lexicon's source record: name, path,
+        sha256 fingerprint) when ``preserve_polarity`` is on."""
+        if self.config.preserve_polarity:
+            from .polarity import load_opinion_lexicon
+
+            info["polarity_lexicon"] = dict(load_opinion_lexicon().source)
+        return info
 
     # ------------------------------------------------------------------ building
     def build(self, victim, task: "Task"):
@@ -265,6 +294,12 @@ class TextFooler(Attack):
             pos,
             use,
         ]
+        if c.preserve_polarity:
+            from .polarity import PolarityPreservation, load_opinion_lexicon
+
+            lexicon = load_opinion_lexicon()
+            constraints.append(PolarityPreservation(lexicon))
+            info["polarity_lexicon"] = dict(lexicon.source)
         budget = float("inf") if c.query_budget is None else int(c.query_budget)
         ta_logger = logging.getLogger("textattack.shared.utils.install")
         level = ta_logger.level
@@ -294,14 +329,48 @@ class TextFooler(Attack):
         score, so it may differ from ``original`` while ``pred_after == gold``).
         ``perturbed_words`` counts textattack's ``modified_indices``; ``num_words`` counts the
         modifiable segment's words (textattack's word split). ``extra`` holds
-        ``attack_seconds``, ``modified_indices`` and, when the search reported it, the last
-        swap's sentence-encoder ``similarity_score``.
+        ``attack_seconds``, ``modified_indices``, when the search reported it, the last
+        swap's sentence-encoder ``similarity_score``, and, for the robustness curves of
+        :mod:`robustbench_nlp.curves` (derived later without new queries):
+
+        * ``total_words``: textattack's word count over all segments
+          (``len(AttackedText.words)``, what ``MaxWordsPerturbed`` counts), every example;
+        * ``min_budget`` (attacked examples): the smallest query budget from which on the
+          example is successful under every larger budget, ``None`` when it failed;
+        * ``success_budgets`` (attacked examples): the closed ranges ``[lo, hi]`` (``hi``
+          ``None``: unbounded) of query budgets under which the example is successful
+          (:func:`robustbench_nlp.curves.success_budgets`). With ``query_budget`` B set, a
+          budget b here means the attack under ``min(b, B)`` queries.
+
+        Both come from a trace of the goal function's ``get_results`` calls (queries before
+        each call; each candidate's score and success), logged by wrapping the calls for the
+        duration of one example; the wrapper returns what the call returns, so the attack
+        is unchanged. Should the trace not match the result (it cannot with
+        ``GreedyWordSwapWIR``), ``min_budget`` is ``None`` and ``success_budgets`` absent.
         """
         from textattack.attack_results import (FailedAttackResult, SkippedAttackResult,
                                                SuccessfulAttackResult)
+        from textattack.goal_function_results import GoalFunctionResultStatus
         from textattack.shared import AttackedText
 
+        from robustbench_nlp.curves import success_budgets
+
         attack = self.build(victim, task)
+        goal, search = attack.goal_function, attack.search_method
+        succeeded = GoalFunctionResultStatus.SUCCEEDED
+
+        def traced(trace: list, inner):
+            """``inner`` (``goal.get_results``), appending to ``trace`` per call
+            ``(queries_before, [(score, succeeded) per scored text])``."""
+
+            def get_results(attacked_text_list, check_skip=False):
+                before = goal.num_queries
+                results, search_over = inner(attacked_text_list, check_skip=check_skip)
+                trace.append((before, [(float(r.score), r.goal_status == succeeded)
+                                       for r in results]))
+                return results, search_over
+            return get_results
+
         columns = list(task.text_columns)
         attacked = self.attacked_column(task)
         seg = columns.index(attacked) if attacked is not None else None
@@ -314,8 +383,20 @@ class TextFooler(Attack):
             text = OrderedDict((col, str(row[col])) for col in columns)
             original = AttackedText(text)
             gold = int(row["label"])
+            trace: list = []
+            saved = goal.__dict__.get("get_results"), search.get_goal_results
+            # init_attack_example calls goal.get_results; the search calls the bound method
+            # textattack.Attack stored as search.get_goal_results: wrap both
+            goal.get_results = search.get_goal_results = traced(trace, goal.get_results)
             t0 = time.perf_counter()
-            res = attack.attack(original, gold)
+            try:
+                res = attack.attack(original, gold)
+            finally:
+                if saved[0] is None:
+                    del goal.get_results
+                else:
+                    goal.get_results = saved[0]
+                search.get_goal_results = saved[1]
             seconds = time.perf_counter() - t0
             if isinstance(res, SuccessfulAttackResult):
                 kind = "successful"
@@ -335,6 +416,20 @@ class TextFooler(Attack):
             sim = adv_text.attack_attrs.get("similarity_score")
             if sim is not None and kind != "skipped":
                 extra["similarity_score"] = float(sim)
+            extra["total_words"] = len(original.words)
+            if kind != "skipped":
+                try:
+                    budgets = success_budgets(trace)
+                except ValueError:
+                    budgets = None
+                tail = bool(budgets) and budgets[-1][1] is None
+                q_end = trace[-1][0] + len(trace[-1][1]) if trace else None
+                if budgets is None or tail != (kind == "successful") \
+                        or q_end != int(res.num_queries):
+                    extra["min_budget"] = None
+                else:
+                    extra["min_budget"] = budgets[-1][0] if tail else None
+                    extra["success_budgets"] = budgets
             yield ExampleResult(
                 index=int(row["index"]) if "index" in row else -1,
                 original=tuple(text.values()),

@@ -64,6 +64,11 @@ class Run(Base):
     #: continues an unfinished run only when its process is gone (revision 0002)
     host: Mapped[str | None] = mapped_column(String(255))
     pid: Mapped[int | None] = mapped_column(Integer)
+    #: the attack protocol (:mod:`robustbench_nlp.attacks.protocol`): recipe, resolved
+    #: options, resource fingerprints, attacked example set; and its short hash, which the
+    #: leaderboard groups by (revision 0003)
+    protocol: Mapped[dict | None] = mapped_column(JSON)
+    protocol_hash: Mapped[str | None] = mapped_column(String(16), index=True)
 
     metrics: Mapped["Metrics | None"] = relationship(back_populates="run", uselist=False,
                                                      cascade="all, delete-orphan")
@@ -94,6 +99,16 @@ class Metrics(Base):
     gold_distribution: Mapped[dict] = mapped_column(JSON, default=dict)
     degenerate: Mapped[bool] = mapped_column(Boolean, default=False)
     delta_ratio: Mapped[float | None] = mapped_column(Float)
+    #: derived from the example rows with no new queries (revision 0003,
+    #: :func:`robustbench_nlp.metrics.robustness_summary`): AUA under a 10% / 30% cap on the
+    #: share of words changed, the mean AUA over caps 0-50% (curve area), and the share of
+    #: successful examples holding a polarity-reversing word swap
+    aua_at_10: Mapped[float | None] = mapped_column(Float)
+    aua_at_30: Mapped[float | None] = mapped_column(Float)
+    curve_area: Mapped[float | None] = mapped_column(Float)
+    invalid_swap_rate: Mapped[float | None] = mapped_column(Float)
+    #: the curves' points and the most frequent polarity-reversing swaps
+    robustness: Mapped[dict | None] = mapped_column(JSON)
 
     run: Mapped[Run] = relationship(back_populates="metrics")
 

@@ -2,8 +2,10 @@
 
 ``rbnlp run``           train a defense, attack it, store and print the results
 ``rbnlp list KIND``     defenses, attacks, tasks or models, with their parameters
-``rbnlp leaderboard``   the stored runs of one task × attack, ranked by AUA
+``rbnlp leaderboard``   the stored runs of one task × attack, one ranked table per protocol
+``rbnlp rescore``       recompute stored runs' protocols, curves and invalid-swap rates
 ``rbnlp show RUN_ID``   one run's record and metrics
+``rbnlp compare A B``   two runs of one protocol, example by example (McNemar, CIs)
 ``rbnlp merge RUN_ID``  finish a run attacked in shards (``rbnlp run --shard I/N``)
 ``rbnlp app``           the Streamlit leaderboard app on localhost
 ``rbnlp resources build``  build (or check) the cached offline attack resources
@@ -166,6 +168,48 @@ def cmd_list(args) -> int:
     return 0
 
 
+def show_summary(run, rows: list[dict] | None = None) -> str:
+    """The readable part of ``rbnlp show``: the run's protocol, its intervals and robustness
+    summaries, and the most frequent polarity-reversing swaps of its successful examples."""
+    from .attacks.protocol import describe_protocol
+    from .stats import wilson_interval
+
+    m = run.metrics
+    lines = [f"run {run.id}: {run.defense} on {run.task} ({run.model}, seed {run.seed}), "
+             f"attack {run.attack}, status {run.status}"]
+    if run.protocol:
+        lines.append(f"protocol {run.protocol_hash}: {describe_protocol(run.protocol)}")
+    else:
+        lines.append("protocol: not recorded (`rbnlp rescore` records it)")
+    if m is not None and m.acc is not None and m.eval_examples:
+        lo, hi = wilson_interval(round(m.acc * m.eval_examples / 100), m.eval_examples)
+        lines.append(f"ACC {m.acc:.2f} [95% CI {100 * lo:.2f}, {100 * hi:.2f}] on "
+                     f"{m.eval_examples} dev examples")
+    if m is not None and m.attacked:
+        lo, hi = wilson_interval(m.failed, m.attacked)
+        lines.append(f"AUA {m.aua:.2f} [95% CI {100 * lo:.2f}, {100 * hi:.2f}] over "
+                     f"{m.attacked} attacked examples ({m.successful} successful, {m.failed} "
+                     f"failed, {m.skipped} skipped)")
+        if m.attacked_clean_acc:
+            lines.append(f"PDR {100 * (1 - m.aua / m.attacked_clean_acc):.2f}")
+    if m is not None and m.aua_at_30 is not None:
+        lines.append(f"AUA@10 {m.aua_at_10:.2f}, AUA@30 {m.aua_at_30:.2f}, curve area "
+                     f"{m.curve_area:.2f}")
+    inv = ((m.robustness or {}).get("invalid_swaps") or {}) if m is not None else {}
+    if inv.get("error"):
+        lines.append(f"invalid swaps: not computed ({inv['error']})")
+    elif inv:
+        rate = inv.get("invalid_swap_rate")
+        lines.append(f"invalid swaps: {inv.get('invalid')} of {inv.get('successful')} "
+                     f"successful examples hold a polarity-reversing swap"
+                     + (f" ({rate:.2f}%)" if rate is not None else ""))
+        top = inv.get("top_swaps") or []
+        if top:
+            lines.append("most frequent reversing swaps: " + ", ".join(
+                f"{a}→{b} ×{n}" for a, b, n in top))
+    return "\n".join(lines)
+
+
 def cmd_show(args) -> int:
     import json
 
@@ -173,11 +217,24 @@ def cmd_show(args) -> int:
 
     store = open_store(args.db)
     run = store.get_run(args.run_id)
-    rec = {c.name: getattr(run, c.name) for c in run.__table__.columns}
-    if run.metrics is not None:
-        rec["metrics"] = {c.name: getattr(run.metrics, c.name)
-                          for c in run.metrics.__table__.columns}
-    print(json.dumps(rec, indent=2, default=str))
+    if args.format == "json":
+        rec = {c.name: getattr(run, c.name) for c in run.__table__.columns}
+        if run.metrics is not None:
+            rec["metrics"] = {c.name: getattr(run.metrics, c.name)
+                              for c in run.metrics.__table__.columns}
+        print(json.dumps(rec, indent=2, default=str))
+    else:
+        print(show_summary(run))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare_runs, format_comparison
+    from .db import open_store
+
+    store = open_store(args.db)
+    cmp = compare_runs(store, args.run_a, args.run_b, shared_indices=args.shared_indices)
+    print(format_comparison(cmp, args.format))
     return 0
 
 
@@ -206,28 +263,104 @@ def cmd_resources(args) -> int:
     return 0
 
 
-def cmd_leaderboard(args) -> int:
-    from .leaderboard import leaderboard, paper_rows, resource_groups
+def _check_names(task: str | None = None, attack: str | None = None) -> None:
+    """The one-line errors of ``rbnlp run`` for an unknown task or attack name."""
+    if task is not None:
+        from .tasks import get_task
 
-    df = (paper_rows(args.task, args.attack) if args.paper
-          else leaderboard(args.db, task=args.task, attack=args.attack))
-    if args.format == "csv":
-        print(df.to_csv(index=False), end="")
-    elif args.format == "json":
-        print(df.to_json(orient="records", indent=2))
-    elif args.paper:
-        print(df.to_markdown(index=False) if len(df) else "(the paper reports no numbers here)")
+        get_task(task)
+    if attack is not None:
+        from .registry import ATTACKS
+
+        ATTACKS.get(attack)
+
+
+def leaderboard_markdown(tables, task: str, attack: str, show_runs: bool = False) -> str:
+    """The markdown of ``rbnlp leaderboard``: one section per protocol, its ranked
+    configurations, its degenerate block apart and (``show_runs``) each configuration's runs."""
+    from .leaderboard import format_configurations, format_runs
+
+    out = [f"# {task} × {attack}: {sum(len(t.runs) for t in tables)} finished runs, "
+           f"{len(tables)} protocol{'s' if len(tables) != 1 else ''}\n",
+           "ACC and AUA: mean ± sample std over seeds; 95% CI: Wilson interval of all seeds' "
+           "examples pooled. AUA@10 / AUA@30: AUA when at most 10% / 30% of the words may "
+           "change; curve area: mean AUA over word caps 0-50%. PDR = 100 × (1 − AUA / "
+           "clean accuracy on the attacked set). invalid swaps %: successful examples with "
+           "a polarity-reversing word swap. `rbnlp compare RUN_A RUN_B` tests a "
+           "difference.\n"]
+    for t in tables:
+        label = "protocol not recorded" if not t.protocol_hash else f"protocol {t.protocol_hash}"
+        out.append(f"## {label} ({len(t.runs)} runs)\n\n{t.description}\n")
+        if len(t.ranked):
+            out.append(format_configurations(t.ranked).to_markdown(index=False, disable_numparse=True) + "\n")
+        else:
+            out.append("(no non-degenerate run)\n")
+        if len(t.degenerate):
+            out.append("degenerate (the most-predicted class exceeds its gold share by more "
+                       "than 15 points: AUA not meaningful; not ranked):\n")
+            out.append(format_configurations(t.degenerate).drop(columns=["rank"])
+                       .to_markdown(index=False, disable_numparse=True) + "\n")
+        if show_runs:
+            for _, c in t.configurations.iterrows():
+                rows = t.runs_of(c["config"])
+                out.append(f"runs of {c['defense']} {c['settings'] or '(defaults)'} "
+                           f"[{c['config']}]:\n")
+                out.append(format_runs(rows).to_markdown(index=False, disable_numparse=True) + "\n")
+    return "\n".join(out)
+
+
+def cmd_leaderboard(args) -> int:
+    from .db import open_store
+    from .leaderboard import (CONFIG_COLUMNS, format_paper, leaderboard, paper_rows,
+                              protocol_tables)
+
+    _check_names(args.task, args.attack)
+    if args.paper:
+        df = paper_rows(args.task, args.attack)
+        if args.format == "csv":
+            print(df.to_csv(index=False), end="")
+        elif args.format == "json":
+            print(df.to_json(orient="records", indent=2))
+        else:
+            print(format_paper(df).to_markdown(index=False, disable_numparse=True) if len(df)
+                  else "(the paper reports no numbers here)")
+        return 0
+    store = open_store(args.db)
+    runs = store.runs_frame()
+    board = leaderboard(task=args.task, attack=args.attack, runs=runs)
+    tables = protocol_tables(board, runs)
+    if args.format in ("csv", "json"):
+        import pandas as pd
+
+        if args.runs:
+            df = board
+        else:
+            parts = [t.configurations.assign(protocol=t.protocol_hash) for t in tables]
+            df = pd.concat(parts, ignore_index=True) if parts else \
+                pd.DataFrame(columns=[*CONFIG_COLUMNS, "protocol"])
+            df = df[["protocol", *CONFIG_COLUMNS]]
+        print(df.to_csv(index=False) if args.format == "csv"
+              else df.to_json(orient="records", indent=2), end="" if args.format == "csv"
+              else "\n")
+        return 0
+    if not tables:
+        print(f"(no finished runs of {args.task} × {args.attack} in {store.safe_url})\n")
     else:
-        # same tables as the app: one per attack-resources tag, then the paper's rows apart
-        if not len(df):
-            print("(no finished runs)\n")
-        for tag, rows in resource_groups(df):
-            print(f"measured runs, attack resources: {tag or 'not recorded'}\n")
-            print(rows.to_markdown(index=False) + "\n")
-        prows = paper_rows(args.task, args.attack)
-        if len(prows):
-            print("reported in paper (not measured here, not ranked with measured runs):\n")
-            print(prows.to_markdown(index=False))
+        print(leaderboard_markdown(tables, args.task, args.attack, show_runs=args.runs))
+    prows = paper_rows(args.task, args.attack)
+    if len(prows):
+        print("reported in paper (not measured here, not ranked with measured runs):\n")
+        print(format_paper(prows).to_markdown(index=False, disable_numparse=True))
+    return 0
+
+
+def cmd_rescore(args) -> int:
+    from .db import open_store
+    from .rescore import rescore
+
+    store = open_store(args.db)
+    n = rescore(store, args.run_id or None, echo=lambda s: print(s, flush=True))
+    print(f"rescored {n} run{'s' if n != 1 else ''} in {store.safe_url}")
     return 0
 
 
@@ -338,7 +471,22 @@ def build_parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("show", help="print one stored run")
     sh.add_argument("run_id")
     sh.add_argument("--db", default=None)
+    sh.add_argument("--format", choices=("text", "json"), default="text",
+                    help="text: protocol, intervals, curves, reversing swaps; json: the whole "
+                    "stored record")
     sh.set_defaults(func=cmd_show)
+
+    cp = sub.add_parser("compare", help="compare two finished runs of one protocol example by "
+                        "example: AUAs with Wilson CIs, their difference with Newcombe's paired "
+                        "CI, exact McNemar test")
+    cp.add_argument("run_a", metavar="RUN_A")
+    cp.add_argument("run_b", metavar="RUN_B")
+    cp.add_argument("--db", default=None)
+    cp.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    cp.add_argument("--shared-indices", action="store_true",
+                    help="allow runs whose protocols differ only in the attacked example set "
+                    "and compare them on the indices both attacked")
+    cp.set_defaults(func=cmd_compare)
 
     lb = sub.add_parser("leaderboard", help="print the leaderboard of one task and attack")
     lb.add_argument("--task", default="sst2")
@@ -347,7 +495,17 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--db", default=None)
     lb.add_argument("--paper", action="store_true",
                     help="print the paper's reported numbers (Tables 1-2) instead of runs")
+    lb.add_argument("--runs", action="store_true",
+                    help="also list every run of each configuration (csv/json: one row per "
+                    "run instead of one per configuration)")
     lb.set_defaults(func=cmd_leaderboard)
+
+    rc = sub.add_parser("rescore", help="recompute the protocol, robustness curves and "
+                        "invalid-swap rate of stored runs from their example rows (no model, "
+                        "no queries)")
+    rc.add_argument("run_id", nargs="*", help="runs to rescore (default: every finished run)")
+    rc.add_argument("--db", default=None)
+    rc.set_defaults(func=cmd_rescore)
 
     ap = sub.add_parser("app", help="start the Streamlit leaderboard app on localhost")
     ap.add_argument("--db", default=None, help="SQLAlchemy URL (default $RBNLP_DB or "

@@ -1,9 +1,26 @@
-"""Leaderboard tables built from the results database (one per task × attack).
+"""Leaderboard tables built from the results database (one per task × attack × protocol).
 
-Ranking is by AUA, then ACC (RobustBench ranks by robust accuracy). Runs made with
-different attack resources (embedding space, sentence encoder, POS tagger; see
-:func:`resources_tag`) are different attacks: they are ranked separately, each resource tag
-with its own ranks 1, 2, ...
+Only runs measured under one attack *protocol* (:mod:`robustbench_nlp.attacks.protocol`:
+recipe, resolved options, resource fingerprints, attacked example set) are comparable, so a
+task × attack leaderboard is a list of tables, one per protocol (:func:`protocol_tables`).
+Within a table:
+
+* runs are pooled per defense *configuration* (defense, backbone, resolved training
+  hyperparameters; :func:`configuration_key`): one row per configuration with the mean and
+  sample standard deviation over its seeds, the pooled Wilson 95% interval (all seeds'
+  attacked examples together) and the seed count, expandable to its runs;
+* configurations are ranked by mean AUA, then mean ACC (RobustBench ranks by robust
+  accuracy);
+* degenerate runs (the most-predicted class exceeds its gold share by more than 15 points:
+  :func:`robustbench_nlp.metrics.degenerate`) never share a rank with the others: they are
+  pooled into a separate, unranked block, as RobustBench marks "potentially unreliable"
+  entries;
+* a ``settings`` column shows the hyperparameters that differ between the table's
+  configurations.
+
+Every rate carries its Wilson 95% interval (:func:`robustbench_nlp.stats.wilson_interval`).
+Runs stored before protocols were recorded have none until ``rbnlp rescore`` computes it from
+their rows; they are listed apart, unranked.
 
 The PEAFT paper's own numbers (its Table 1 and Table 2, found by :func:`find_paper_dir`) are
 a separate table marked ``"reported in paper"`` (:func:`paper_rows`); they are never ranked
@@ -12,16 +29,35 @@ together with measured runs.
 
 from __future__ import annotations
 
+import json
+import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import DataError
 
-COLUMNS = ["rank", "defense", "carrier", "backbone", "ACC", "AUA", "AVG", "ASR", "avg queries",
-           "perturbed %", "trainable params", "train s", "attack resources", "degenerate",
+#: one row per finished run (:func:`leaderboard`)
+COLUMNS = ["protocol", "config", "defense", "carrier", "backbone", "settings", "seed", "ACC",
+           "ACC low", "ACC high", "AUA", "AUA low", "AUA high", "AUA@10", "AUA@30",
+           "curve area", "PDR", "invalid swaps %", "AVG", "ASR", "avg queries", "perturbed %",
+           "eval examples", "attacked", "trainable params", "train s", "attack resources", "degenerate",
            "date", "run id"]
+#: one row per defense configuration of one protocol (:func:`configuration_rows`)
+CONFIG_COLUMNS = ["rank", "defense", "carrier", "backbone", "settings", "seeds", "ACC",
+                  "ACC sd", "ACC low", "ACC high", "AUA", "AUA sd", "AUA low", "AUA high",
+                  "AUA@10", "AUA@30", "curve area", "PDR", "invalid swaps %", "ASR",
+                  "avg queries", "perturbed %", "degenerate", "config", "runs"]
+#: the per-run columns shown when a configuration is expanded
+RUN_DETAIL_COLUMNS = ["run id", "seed", "ACC", "ACC low", "ACC high", "AUA", "AUA low",
+                      "AUA high", "AUA@10", "AUA@30", "curve area", "PDR", "invalid swaps %",
+                      "ASR", "avg queries", "perturbed %", "eval examples", "attacked",
+                      "degenerate", "date"]
+#: value of the ``protocol`` column of runs stored before protocols were recorded
+NO_PROTOCOL = ""
 
 #: the paper's tables, long format ``method,backbone,task,attack,AUA,ACC,AVG``
 PAPER_TABLES = ("table1_textfooler.csv", "table2_advglue.csv")
@@ -30,9 +66,17 @@ REPORTED = "reported in paper"
 PAPER_COLUMNS = ["defense", "backbone", "ACC", "AUA", "AVG", "note", "source"]
 _PAPER_FIELDS = ("method", "backbone", "task", "attack", "AUA", "ACC", "AVG")
 
-_RUN_FIELDS = ("status", "task", "attack", "defense", "model", "acc", "aua", "avg", "asr",
-               "avg_queries", "avg_perturbed_pct", "trainable_params", "train_seconds",
-               "resources", "degenerate", "finished_at", "id", "config")
+#: run options that shape the trained defense besides the defense's own config and the
+#: seed: :func:`robustbench_nlp.runner.training_key` keeps exactly these plus ``defense``,
+#: ``task`` and ``seed`` (a test checks the two agree)
+CONFIG_RUN_FIELDS = ("model", "pooling", "max_length", "mixed_precision",
+                     "epoch_eval_examples")
+
+_RUN_FIELDS = ("status", "task", "attack", "defense", "model", "seed", "acc", "aua", "avg",
+               "asr", "avg_queries", "avg_perturbed_pct", "trainable_params", "train_seconds",
+               "resources", "degenerate", "finished_at", "id", "config", "eval_examples",
+               "attacked", "failed", "attacked_clean_acc", "aua_at_10", "aua_at_30",
+               "curve_area", "invalid_swap_rate", "protocol", "protocol_hash")
 
 
 def carrier_of(config: dict | None) -> str:
@@ -71,9 +115,83 @@ def resources_tag(res: dict | None) -> str:
     return " + ".join(parts)
 
 
+def configuration_of(config: dict | None) -> dict:
+    """The defense configuration of a stored run record (``runs.config``): its resolved
+    defense hyperparameters (``defense.*``) and the run options that shape training
+    (:data:`CONFIG_RUN_FIELDS`, ``run.*``), flattened to dotted keys. The seed is not part of
+    it: runs that differ only in their seed are one configuration."""
+    config = config if isinstance(config, dict) else {}
+    run = config.get("run") if isinstance(config.get("run"), dict) else {}
+    out = {f"run.{k}": run.get(k) for k in CONFIG_RUN_FIELDS}
+    if config.get("max_length") is not None:
+        out["run.max_length"] = config["max_length"]  # resolved (the task's default filled in)
+    defense = config.get("defense")
+    if isinstance(defense, dict):
+        out.update({f"defense.{k}": v for k, v in defense.items()})
+    else:  # records without a resolved defense config: what was given
+        out.update({f"defense.{k}": v for k, v in (run.get("defense_params") or {}).items()})
+    return out
+
+
+def configuration_key(defense: str, config: dict | None) -> str:
+    """A short stable id of a run's defense configuration (:func:`configuration_of` plus the
+    defense name): the first 8 hex digits of the SHA-256 of its canonical JSON."""
+    import hashlib
+
+    from .attacks.protocol import canonical_json
+
+    body = canonical_json({"defense": defense, **configuration_of(config)})
+    return hashlib.sha256(body.encode()).hexdigest()[:8]
+
+
+def _short(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, sort_keys=True)
+    return str(v)
+
+
+def settings_column(defenses: pd.Series, configs: pd.Series) -> pd.Series:
+    """The ``settings`` text of each row: the hyperparameters whose values differ between the
+    configurations of the same defense in these rows, and the run options that differ across
+    all rows, as ``key=value`` (``key`` without its ``defense.``/``run.`` prefix), sorted.
+
+    Args:
+        defenses: the defense name of each row.
+        configs: :func:`configuration_of` of each row (same index).
+    """
+    out = pd.Series("", index=configs.index, dtype=object)
+    if configs.empty:
+        return out
+    flat = [dict(c) for c in configs]
+    run_keys = {k for c in flat for k in c if k.startswith("run.")}
+    varying_run = {k for k in run_keys if len({_short(c.get(k)) for c in flat}) > 1}
+    for d in pd.unique(defenses):
+        idx = [i for i, name in zip(configs.index, defenses) if name == d]
+        group = [flat[list(configs.index).index(i)] for i in idx]
+        keys = {k for c in group for k in c if k.startswith("defense.")}
+        varying = {k for k in keys if len({_short(c.get(k)) for c in group}) > 1}
+        for i, c in zip(idx, group):
+            shown = sorted(varying | varying_run)
+            out[i] = ", ".join(f"{k.split('.', 1)[1]}={_short(c.get(k))}" for k in shown)
+    return out
+
+
+def _wilson_pct(k, n):
+    from .stats import wilson_interval
+
+    if n is None or k is None or (isinstance(n, float) and math.isnan(n)) or n <= 0 \
+            or (isinstance(k, float) and math.isnan(k)):
+        return (np.nan, np.nan)
+    lo, hi = wilson_interval(int(k), int(n))
+    return (100.0 * lo, 100.0 * hi)
+
+
 def leaderboard(db: str | None = None, task: str = "sst2", attack: str = "textfooler",
                 store=None, runs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Finished runs of ``task`` × ``attack``, ranked by AUA (then ACC) within each resource tag.
+    """Finished runs of ``task`` × ``attack``, one row per run, with their protocol and
+    configuration, intervals and robustness summaries.
 
     Args:
         db: SQLAlchemy URL (default ``$RBNLP_DB`` or ``sqlite:///rbnlp.db``); ignored when
@@ -85,8 +203,12 @@ def leaderboard(db: str | None = None, task: str = "sst2", attack: str = "textfo
             leaderboards from one database).
 
     Returns:
-        columns :data:`COLUMNS`; rows grouped by ``attack resources`` (tags in sorted order),
-        ranked 1..n inside each group. Percentages are 0-100, rounded for display.
+        columns :data:`COLUMNS`, sorted by protocol, then AUA and ACC (descending). Rates
+        are percentages 0-100 (``ACC low``/``high``, ``AUA low``/``high``: Wilson 95%
+        limits; ``PDR`` = 100 × (1 − AUA / clean accuracy on the attacked set), PromptBench's
+        performance drop rate); ``protocol`` is the protocol hash (:data:`NO_PROTOCOL` when
+        not recorded), ``config`` the configuration id (:func:`configuration_key`). Numbers
+        are not rounded: format them for display (:func:`format_board`).
     """
     if runs is None:
         from .db import open_store
@@ -99,32 +221,240 @@ def leaderboard(db: str | None = None, task: str = "sst2", attack: str = "textfo
     df = df[(df["status"] == "finished") & (df["task"] == task) & (df["attack"] == attack)]
     if df.empty:
         return pd.DataFrame(columns=COLUMNS)
-    num = lambda c, nd: pd.to_numeric(df[c], errors="coerce").round(nd)  # noqa: E731
+    num = lambda c: pd.to_numeric(df[c], errors="coerce")  # noqa: E731
+    acc, n_eval = num("acc"), num("eval_examples")
+    correct = (acc * n_eval / 100.0).round()
+    acc_ci = [_wilson_pct(k, n) for k, n in zip(correct, n_eval)]
+    aua_ci = [_wilson_pct(k, n) for k, n in zip(num("failed"), num("attacked"))]
+    clean_att = num("attacked_clean_acc")
+    pdr = np.where(clean_att > 0, 100.0 * (1.0 - num("aua") / clean_att), np.nan)
+    configs = df["config"].map(configuration_of)
     out = pd.DataFrame({
+        "protocol": df["protocol_hash"].fillna(NO_PROTOCOL).astype(str),
+        "config": [configuration_key(d, c) for d, c in zip(df["defense"], df["config"])],
         "defense": df["defense"], "carrier": df["config"].map(carrier_of),
-        "backbone": df["model"],
-        "ACC": num("acc", 2), "AUA": num("aua", 2), "AVG": num("avg", 2),
-        "ASR": num("asr", 2), "avg queries": num("avg_queries", 1),
-        "perturbed %": num("avg_perturbed_pct", 2),
+        "backbone": df["model"], "settings": "",
+        "seed": pd.to_numeric(df["seed"], errors="coerce").astype("Int64"),
+        "ACC": acc, "ACC low": [c[0] for c in acc_ci], "ACC high": [c[1] for c in acc_ci],
+        "AUA": num("aua"), "AUA low": [c[0] for c in aua_ci],
+        "AUA high": [c[1] for c in aua_ci],
+        "AUA@10": num("aua_at_10"), "AUA@30": num("aua_at_30"),
+        "curve area": num("curve_area"), "PDR": pdr,
+        "invalid swaps %": num("invalid_swap_rate"),
+        "AVG": num("avg"), "ASR": num("asr"), "avg queries": num("avg_queries"),
+        "perturbed %": num("avg_perturbed_pct"),
+        "eval examples": n_eval.astype("Int64"), "attacked": num("attacked").astype("Int64"),
         "trainable params": pd.to_numeric(df["trainable_params"], errors="coerce").astype("Int64"),
-        "train s": num("train_seconds", 1),
+        "train s": num("train_seconds"),
         "attack resources": df["resources"].map(resources_tag),
         "degenerate": df["degenerate"].astype("boolean").fillna(False).astype(bool),
         "date": pd.to_datetime(df["finished_at"]).dt.strftime("%Y-%m-%d %H:%M"),
         "run id": df["id"],
     })
-    out = out.sort_values(["attack resources", "AUA", "ACC", "run id"],
+    for proto in pd.unique(out["protocol"]):
+        sel = out["protocol"] == proto
+        out.loc[sel, "settings"] = settings_column(out.loc[sel, "defense"], configs[sel])
+    out = out.sort_values(["protocol", "AUA", "ACC", "run id"],
                           ascending=[True, False, False, True], na_position="last",
                           kind="stable").reset_index(drop=True)
-    out.insert(0, "rank", out.groupby("attack resources", sort=False).cumcount() + 1)
     return out[COLUMNS]
 
 
-def resource_groups(board: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """Split a :func:`leaderboard` frame into ``(resources tag, rows)`` pairs, one per attack
-    variant, in the frame's order; rows keep their ranks."""
-    return [(tag, rows.reset_index(drop=True))
-            for tag, rows in board.groupby("attack resources", sort=False)]
+def _mean(v: pd.Series) -> float:
+    v = pd.to_numeric(v, errors="coerce").dropna()
+    return float(v.mean()) if len(v) else np.nan
+
+
+def _sd(v: pd.Series) -> float:
+    v = pd.to_numeric(v, errors="coerce").dropna()
+    return float(v.std(ddof=1)) if len(v) > 1 else np.nan
+
+
+def configuration_rows(board: pd.DataFrame) -> pd.DataFrame:
+    """Pool the runs of one protocol (rows of :func:`leaderboard`) per configuration.
+
+    The ``degenerate`` flag splits a configuration: its degenerate runs and its other runs
+    are pooled separately, so a degenerate seed never lifts (or sinks) a configuration's
+    mean.
+
+    Returns:
+        columns :data:`CONFIG_COLUMNS`, non-degenerate configurations first, ranked 1..n by
+        mean AUA then mean ACC; degenerate ones after them with ``rank`` NA. ``ACC``/``AUA``
+        are means over seeds, ``… sd`` their sample standard deviations (NaN for one seed),
+        ``… low``/``high`` the Wilson 95% interval of all seeds' examples pooled
+        (:func:`robustbench_nlp.stats.pooled`); the summaries (``AUA@10`` ...) are means;
+        ``runs`` lists the run ids by seed.
+    """
+    if board.empty:
+        return pd.DataFrame(columns=CONFIG_COLUMNS)
+    recs = []
+    for (cfg, degen), g in board.groupby(["config", "degenerate"], sort=False):
+        g = g.sort_values(["seed", "run id"], kind="stable")
+        n_eval_att = pd.to_numeric(g["attacked"], errors="coerce")
+        failed = (g["AUA"] * n_eval_att / 100.0).round()
+        aua_ci = _pooled_ci(failed, n_eval_att)
+        n_dev = pd.to_numeric(g["eval examples"], errors="coerce")
+        acc_ci = _pooled_ci((g["ACC"] * n_dev / 100.0).round(), n_dev)
+        recs.append({
+            "rank": pd.NA, "defense": g["defense"].iloc[0], "carrier": g["carrier"].iloc[0],
+            "backbone": g["backbone"].iloc[0], "settings": g["settings"].iloc[0],
+            "seeds": int(g["seed"].nunique()), "ACC": _mean(g["ACC"]), "ACC sd": _sd(g["ACC"]),
+            "ACC low": acc_ci[0], "ACC high": acc_ci[1], "AUA": _mean(g["AUA"]),
+            "AUA sd": _sd(g["AUA"]), "AUA low": aua_ci[0], "AUA high": aua_ci[1],
+            **{c: _mean(g[c]) for c in ("AUA@10", "AUA@30", "curve area", "PDR",
+                                         "invalid swaps %", "ASR", "avg queries",
+                                         "perturbed %")},
+            "degenerate": bool(degen), "config": cfg, "runs": ", ".join(g["run id"]),
+        })
+    out = pd.DataFrame(recs, columns=CONFIG_COLUMNS)
+    out = out.sort_values(["degenerate", "AUA", "ACC", "config"],
+                          ascending=[True, False, False, True], na_position="last",
+                          kind="stable").reset_index(drop=True)
+    ok = ~out["degenerate"]
+    out["rank"] = pd.array([i + 1 if o else pd.NA for i, o in enumerate(ok)], dtype="Int64")
+    return out[CONFIG_COLUMNS]
+
+
+def _pooled_ci(successes: pd.Series, ns: pd.Series) -> tuple[float, float]:
+    k, n = successes.dropna(), ns.dropna()
+    if len(k) != len(successes) or len(n) != len(ns) or n.sum() <= 0:
+        return (np.nan, np.nan)
+    return _wilson_pct(int(k.sum()), int(n.sum()))
+
+
+@dataclass
+class ProtocolTable:
+    """One ranked table: the runs of one task × attack measured under one protocol.
+
+    Attributes:
+        protocol_hash: the protocol's hash (:data:`NO_PROTOCOL` for runs stored before
+            protocols were recorded).
+        protocol: the protocol record (``{}`` when not recorded).
+        description: :func:`robustbench_nlp.attacks.protocol.describe_protocol`, or a note.
+        configurations: :func:`configuration_rows` (ranked rows, then degenerate rows).
+        runs: the :func:`leaderboard` rows of this protocol.
+    """
+
+    protocol_hash: str
+    protocol: dict
+    description: str
+    configurations: pd.DataFrame
+    runs: pd.DataFrame = field(repr=False)
+
+    @property
+    def ranked(self) -> pd.DataFrame:
+        """The configurations that share the ranking (not degenerate)."""
+        c = self.configurations
+        return c[~c["degenerate"]].reset_index(drop=True)
+
+    @property
+    def degenerate(self) -> pd.DataFrame:
+        """The degenerate block: listed apart, never ranked."""
+        c = self.configurations
+        return c[c["degenerate"]].reset_index(drop=True)
+
+    def runs_of(self, config: str) -> pd.DataFrame:
+        """The runs pooled in configuration ``config`` (id), columns :data:`RUN_DETAIL_COLUMNS`."""
+        return self.runs[self.runs["config"] == config][RUN_DETAIL_COLUMNS].reset_index(drop=True)
+
+
+def protocol_tables(board: pd.DataFrame, runs: pd.DataFrame | None = None
+                    ) -> list[ProtocolTable]:
+    """Split a :func:`leaderboard` frame into one :class:`ProtocolTable` per protocol.
+
+    Args:
+        board: a :func:`leaderboard` frame (one task × attack).
+        runs: the :meth:`Store.runs_frame` it was built from (for the protocol records);
+            without it, descriptions are the hashes alone.
+
+    Returns:
+        tables with a recorded protocol, most runs first (ties by hash), then the runs
+        without a protocol.
+    """
+    from .attacks.protocol import describe_protocol
+
+    records: dict[str, dict] = {}
+    if runs is not None and len(runs) and "protocol" in runs.columns:
+        sub = runs[runs["id"].isin(set(board["run id"]))]
+        for rec, h in zip(sub["protocol"], sub["protocol_hash"]):
+            if isinstance(rec, dict) and isinstance(h, str) and h:
+                records.setdefault(h, rec)
+    out = []
+    for proto, rows in board.groupby("protocol", sort=False):
+        rows = rows.reset_index(drop=True)
+        configs = configuration_rows(rows)
+        rec = records.get(proto, {})
+        if proto == NO_PROTOCOL:
+            desc = ("protocol not recorded (runs stored before protocols existed): "
+                    "`rbnlp rescore` records it from the stored rows")
+        else:
+            desc = describe_protocol(rec) if rec else proto
+        out.append(ProtocolTable(proto, rec, desc, configs, rows))
+    out.sort(key=lambda t: (t.protocol_hash == NO_PROTOCOL, -len(t.runs), t.protocol_hash))
+    return out
+
+
+def _pct(v, nd: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+        return "-"
+    return f"{float(v):.{nd}f}"
+
+
+def _with_sd(mean, sd) -> str:
+    if _pct(mean) == "-":
+        return "-"
+    return _pct(mean) + ("" if _pct(sd) == "-" else f" ± {_pct(sd)}")
+
+
+def _interval(lo, hi) -> str:
+    return "-" if _pct(lo) == "-" else f"[{_pct(lo)}, {_pct(hi)}]"
+
+
+def format_configurations(configs: pd.DataFrame) -> pd.DataFrame:
+    """Display strings of :func:`configuration_rows`: every rate with two decimals,
+    ``mean ± sd`` and the pooled interval as ``[low, high]``; one decimal for queries."""
+    return pd.DataFrame({
+        "rank": ["" if r is pd.NA or pd.isna(r) else str(int(r)) for r in configs["rank"]],
+        "defense": configs["defense"], "carrier": configs["carrier"],
+        "backbone": configs["backbone"], "settings": configs["settings"],
+        "seeds": configs["seeds"],
+        "ACC": [_with_sd(m, s) for m, s in zip(configs["ACC"], configs["ACC sd"])],
+        "ACC 95% CI": [_interval(a, b) for a, b in zip(configs["ACC low"], configs["ACC high"])],
+        "AUA": [_with_sd(m, s) for m, s in zip(configs["AUA"], configs["AUA sd"])],
+        "AUA 95% CI": [_interval(a, b) for a, b in zip(configs["AUA low"], configs["AUA high"])],
+        **{c: configs[c].map(_pct) for c in ("AUA@10", "AUA@30", "curve area", "PDR",
+                                            "invalid swaps %", "ASR")},
+        "avg queries": configs["avg queries"].map(lambda v: _pct(v, 1)),
+        "perturbed %": configs["perturbed %"].map(_pct),
+        "runs": configs["runs"],
+    })
+
+
+def format_runs(rows: pd.DataFrame) -> pd.DataFrame:
+    """Display strings of :data:`RUN_DETAIL_COLUMNS` rows (same precision rules)."""
+    return pd.DataFrame({
+        "run id": rows["run id"], "seed": rows["seed"],
+        "ACC": rows["ACC"].map(_pct),
+        "ACC 95% CI": [_interval(a, b) for a, b in zip(rows["ACC low"], rows["ACC high"])],
+        "AUA": rows["AUA"].map(_pct),
+        "AUA 95% CI": [_interval(a, b) for a, b in zip(rows["AUA low"], rows["AUA high"])],
+        **{c: rows[c].map(_pct) for c in ("AUA@10", "AUA@30", "curve area", "PDR",
+                                         "invalid swaps %", "ASR")},
+        "avg queries": rows["avg queries"].map(lambda v: _pct(v, 1)),
+        "perturbed %": rows["perturbed %"].map(_pct),
+        "attacked": rows["attacked"], "date": rows["date"],
+    })
+
+
+def format_paper(prows: pd.DataFrame) -> pd.DataFrame:
+    """Display strings of :func:`paper_rows`: two decimals, and a cell the paper prints as
+    text (``OOM``) shows that text instead of a number."""
+    out = prows[["defense", "backbone"]].copy()
+    for c in ("ACC", "AUA", "AVG"):
+        out[c] = [n if _pct(v) == "-" and n else _pct(v)
+                  for v, n in zip(prows[c], prows["note"])]
+    out["source"] = prows["source"]
+    return out.reset_index(drop=True)
 
 
 def find_paper_dir(explicit: str | os.PathLike | None = None) -> Path | None:

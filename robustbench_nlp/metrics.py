@@ -89,3 +89,49 @@ def degenerate(pred_share: Mapping[str, float], gold_share: Mapping[str, float],
         return False
     top = max(pred_share, key=pred_share.get)
     return pred_share[top] - gold_share.get(top, 0.0) > margin
+
+
+def robustness_summary(rows: list[Mapping], query_based: bool = True, word_swaps: bool = True,
+                       lexicon=None) -> dict:
+    """What the stored per-example rows of one run say beyond AUA, with no new queries.
+
+    Args:
+        rows: the run's example rows (:meth:`robustbench_nlp.db.Store.examples` dicts);
+            ``extra["total_words"]`` (textattack's word count over all segments) and
+            ``extra["min_budget"]`` make the curves exact (:mod:`robustbench_nlp.curves`).
+        query_based: the attack searches with queries (TextFooler); a fixed set (AdvGLUE)
+            has no curves.
+        word_swaps: the attack swaps words, so polarity-reversing swaps are counted
+            (:func:`robustbench_nlp.attacks.polarity.invalid_swap_stats`).
+        lexicon: an :class:`~robustbench_nlp.attacks.polarity.OpinionLexicon` (default: the
+            Hu & Liu lexicon, loaded on first use); when it cannot be loaded the invalid-swap
+            rate is ``None`` and ``robustness["invalid_swaps"]["error"]`` says why.
+
+    Returns:
+        ``{"aua_at_10", "aua_at_30", "curve_area", "invalid_swap_rate", "robustness"}``:
+        percentages (``None`` where not applicable); ``robustness`` holds the word-share
+        curve ``[[share, AUA %], ...]``, the query-budget curve and the invalid-swap counts
+        with the most frequent reversing swaps.
+    """
+    from . import curves
+
+    rows = list(rows)
+    out: dict = {"aua_at_10": None, "aua_at_30": None, "curve_area": None,
+                 "invalid_swap_rate": None, "robustness": {}}
+    if query_based and rows:
+        out.update(curves.curve_summary(rows))
+        out["robustness"]["word_share_curve"] = [list(p) for p in curves.word_share_curve(rows)]
+        out["robustness"]["query_budget_curve"] = curves.query_budget_curve(rows)
+    if word_swaps and rows:
+        from robustbench_nlp.errors import RBNLPError
+
+        from .attacks.polarity import invalid_swap_stats
+
+        try:
+            stats = invalid_swap_stats(rows, lexicon)
+        except RBNLPError as e:
+            out["robustness"]["invalid_swaps"] = {"error": str(e)}
+        else:
+            out["invalid_swap_rate"] = stats["invalid_swap_rate"]
+            out["robustness"]["invalid_swaps"] = stats
+    return out

@@ -23,11 +23,13 @@ import torch
 
 from .backbones import (DEFAULT_MODEL, PRECISIONS, autocast_dtype_for,
                         enable_gradient_checkpointing, load_backbone, pick_device)
+from .attacks.protocol import protocol_hash, run_protocol
 from .distributed import missing_examples, processes, shard_of
 from .config import build_config, param, validate
 from .errors import ConfigError
 from .metrics import avg_score, degenerate, summarize
 from .registry import ATTACKS, DEFENSES
+from .rescore import derive_run
 from .tasks import get_task, load_split
 from .training import evaluate, seed_everything, train
 
@@ -278,6 +280,10 @@ def finish_run(store, run_id: str) -> dict:
     summary = summarize(store.examples(run_id), query_based=ATTACKS.get(run.attack).query_based)
     m = {**clean, **summary.to_dict(), "avg": avg_score(clean["acc"], summary.aua)}
     store.save_metrics(run_id, **m)
+    derived = derive_run(store, run_id)  # protocol of the stored rows, curves, invalid swaps
+    m.update({k: derived[k] for k in ("aua_at_10", "aua_at_30", "curve_area",
+                                      "invalid_swap_rate")})
+    m["protocol_hash"] = derived["protocol_hash"]
     store.update_run(run_id, status="finished", finished_at=_now())
     return m
 
@@ -492,8 +498,12 @@ def _execute(cfg: RunConfig, resume, store, echo, continue_matching, shard, proc
             echo(f"note: examples longer than {p.max_length} tokens were truncated "
                  f"(train {truncated['train']}, eval {truncated['eval']}, attacked "
                  f"{truncated['attacked']}); recorded with the run")
-        store.update_run(run_id, status="attacking", resources=attack.resources(),
-                         data={**data_record, "truncated": truncated})
+        resources = attack.resources()
+        planned = run_protocol(attack.name, task.name, dataclasses.asdict(attack.config),
+                               resources, examples["index"])
+        store.update_run(run_id, status="attacking", resources=resources,
+                         data={**data_record, "truncated": truncated},
+                         protocol=planned, protocol_hash=protocol_hash(planned))
         seed_everything(cfg.seed)  # same RNG state at the attack, resumed or not
         done = {r["index"] for r in store.examples(run_id)}
         mine = shard_of(examples, shard)

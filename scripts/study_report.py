@@ -41,6 +41,13 @@ RENAME = {"acc": "ACC", "aua": "AUA", "avg": "AVG", "asr": "ASR", "avg_queries":
 DEFENSE_ORDER = ["finetune", "prompt-tuning", "peaft", "freelb", "rose"]
 PAPER_NAME = {"peaft": "PEAFT", "freelb": "FreeLB", "rose": "ROSE"}
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+#: what the robustness columns of the seed and grid tables mean
+COLUMN_NOTE = ("`AUA 95% CI (pooled)`: Wilson interval of AUA with the seeds' attacked examples "
+               "pooled. `AUA@30`: AUA when an attack may change at most 30% of the words, "
+               "derived exactly from the stored examples (TextDefender's cap); `curve area`: "
+               "mean AUA over word caps 0-50%; `invalid swaps %`: successful adversarial "
+               "examples holding a polarity-reversing word swap (Hu & Liu opinion lexicon); "
+               "each a mean over the seeds.")
 
 
 def load_runs(url: str) -> pd.DataFrame:
@@ -76,14 +83,38 @@ def _params_are(df: pd.DataFrame, **want) -> pd.Series:
     return df["params"].apply(lambda p: p == {k: str(v) for k, v in want.items()})
 
 
-def _fmt(x, nd=1) -> str:
+def _fmt(x, nd=2) -> str:
     return "–" if x is None or pd.isna(x) else f"{x:.{nd}f}"
 
 
 def _mean_pm(v: pd.Series) -> str:
-    """``"82.0 ± 2.0"``: mean ± sample standard deviation (the mean alone for one value)."""
+    """``"82.00 ± 2.00"``: mean ± sample standard deviation (the mean alone for one value)."""
     mean, sd = _mean_sd(v)
-    return f"{mean:.1f} ± {sd:.1f}" if len(v) > 1 else _fmt(mean)
+    return f"{mean:.2f} ± {sd:.2f}" if len(v) > 1 else _fmt(mean)
+
+
+def _pooled_ci(g: pd.DataFrame) -> str:
+    """``"[0.85, 3.57]"``: the Wilson 95% interval of AUA with the runs' attacked examples
+    pooled (robust = failed); ``–`` when a run lacks its counts."""
+    from robustbench_nlp.stats import wilson_interval
+
+    k, n = pd.to_numeric(g["failed"], errors="coerce"), pd.to_numeric(g["attacked"],
+                                                                      errors="coerce")
+    if k.isna().any() or n.isna().any() or n.sum() <= 0:
+        return "–"
+    lo, hi = wilson_interval(int(k.sum()), int(n.sum()))
+    return f"[{100 * lo:.2f}, {100 * hi:.2f}]"
+
+
+def _robustness_cells(g: pd.DataFrame) -> dict:
+    """Mean AUA@30, curve area and invalid-swap rate of the runs ``g`` (``–`` when not
+    recorded: run ``rbnlp rescore``)."""
+    out = {}
+    for col, name in (("aua_at_30", "AUA@30"), ("curve_area", "curve area"),
+                      ("invalid_swap_rate", "invalid swaps %")):
+        v = pd.to_numeric(g[col], errors="coerce") if col in g else pd.Series(dtype=float)
+        out[name] = _fmt(v.mean()) if len(v) and v.notna().all() else "–"
+    return out
 
 
 def _md(df: pd.DataFrame) -> str:
@@ -232,12 +263,16 @@ def section_seeds(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
         row = {"defense": d, "seeds": len(g)}
         for m in metrics:
             row[m] = _mean_pm(g[m])
+            if m == "AUA":
+                row["AUA 95% CI (pooled)"] = _pooled_ci(g)
+        if attack == "textfooler":
+            row.update(_robustness_cells(g))
         row["trainable"] = f"{int(g['trainable'].iloc[0]):,}"
         row["train s"] = _fmt(g["train s"].mean(), 0)
         row["paper RoBERTa-base (ACC / AUA / AVG)"] = _paper(
             paper, PAPER_NAME.get(d, ""), "sst2", attack)
         rows.append(row)
-    out += [_md(pd.DataFrame(rows)), ""]
+    out += [_md(pd.DataFrame(rows)), "", COLUMN_NOTE, ""]
     cols = ["defense", "seed", "id", "ACC", "AUA"] + (
         ["ASR", "successful", "failed", "skipped"] if attack == "textfooler" else [])
     per = sel[cols].copy()
@@ -314,6 +349,10 @@ def section_grid(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
             row = {"task": task, "defense": d, "seeds": len(g)}
             for m in metrics:
                 row[m] = _mean_pm(g[m])
+                if m == "AUA":
+                    row["AUA 95% CI (pooled)"] = _pooled_ci(g)
+            if attack == "textfooler":
+                row.update(_robustness_cells(g))
             flagged = int(g["degenerate"].fillna(False).astype(bool).sum())
             row["degenerate"] = f"{flagged} of {len(g)}"
             row["train s"] = _fmt(g["train s"].mean(), 0)
@@ -324,7 +363,8 @@ def section_grid(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
     out += [_md(pd.DataFrame(rows)), "",
             "`degenerate`: runs whose most-predicted class exceeds its gold share by more than "
             "15 points; their AUA reflects a nearly constant prediction. `train s`: mean "
-            "training seconds (for AdvGLUE, of the reused TextFooler training).", ""]
+            "training seconds (for AdvGLUE, of the reused TextFooler training). "
+            + COLUMN_NOTE, ""]
     return "\n".join(out)
 
 
@@ -479,68 +519,104 @@ def _mean_sd(v: pd.Series) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def section_reading(df: pd.DataFrame) -> str:
+def _seed_pairs(sel: pd.DataFrame, a: str, b: str, task: str | None = None) -> list:
+    """``(run of a, run of b)`` with the same seed (and task), both non-degenerate."""
+    pairs = []
+    ok = sel[~sel["degenerate"].fillna(False).astype(bool)]
+    if task is not None:
+        ok = ok[ok["task"] == task]
+    for seed in sorted(set(ok["seed"])):
+        ra = ok[(ok["defense"] == a) & (ok["seed"] == seed)]
+        rb = ok[(ok["defense"] == b) & (ok["seed"] == seed)]
+        if len(ra) and len(rb):
+            pairs.append((ra["id"].iloc[0], rb["id"].iloc[0]))
+    return pairs
+
+
+def paired_verdict(store, sel: pd.DataFrame, task: str | None = None) -> tuple[str, str]:
+    """The verdict on "PEAFT has higher AUA than FreeLB and ROSE" from paired tests:
+    for each baseline, PEAFT's and the baseline's runs of the same seed (degenerate runs left
+    out) pooled into one table (:func:`robustbench_nlp.compare.pooled_comparison`: exact
+    McNemar test of the summed discordant examples, Newcombe's paired 95% interval).
+
+    Returns:
+        ``(verdict, details)``: "supported" when PEAFT's AUA is significantly higher (5%)
+        than both baselines', "contradicted" when significantly lower than either, else "not
+        shown"; details quote each test.
+    """
+    from robustbench_nlp.compare import pooled_comparison
+
+    tests, parts = {}, []
+    for d in ("freelb", "rose"):
+        pairs = _seed_pairs(sel, "peaft", d, task)
+        if not pairs:
+            parts.append(f"PEAFT vs {PAPER_NAME[d]}: no seed with both runs non-degenerate")
+            continue
+        t = pooled_comparison(store, pairs)
+        tests[d] = t
+        parts.append(f"PEAFT {t.aua_a_pct:.2f} vs {PAPER_NAME[d]} {t.aua_b_pct:.2f} "
+                     f"({len(pairs)} seed pair{'s' if len(pairs) != 1 else ''}): "
+                     f"{t.text()}")
+    if len(tests) == 2 and all(t.significant and t.diff_points > 0 for t in tests.values()):
+        verdict = "supported (PEAFT significantly higher than both)"
+    elif any(t.significant and t.diff_points < 0 for t in tests.values()):
+        worse = [PAPER_NAME[d] for d, t in tests.items() if t.significant and t.diff_points < 0]
+        verdict = f"contradicted (PEAFT significantly lower than {' and '.join(worse)})"
+    elif len(tests) < 2:
+        verdict = "not testable (a baseline has no non-degenerate run paired with PEAFT)"
+    else:
+        verdict = "not shown (no significant difference at the 5% level)"
+    return verdict, "; ".join(parts)
+
+
+def section_reading(df: pd.DataFrame, store=None) -> str:
     """The paper's claims checked against the tables above, each verdict computed from the
-    numbers it quotes (nothing here is typed in by hand)."""
-    out = ["## Reading: the paper's claims at this scale", ""]
+    numbers it quotes (nothing here is typed in by hand): AUA claims by paired tests on the
+    stored examples (:func:`paired_verdict`), not by comparing means and spreads."""
+    out = ["## Reading: the paper's claims at this scale", "",
+           "AUA claims are decided by paired tests on the attacked examples: for each pair of "
+           "runs of the same seed and protocol, each example is robust (the attack failed) or "
+           "not under each run; the pairs of a claim are pooled, the exact McNemar test of "
+           "the discordant examples gives p, and Newcombe's paired 95% interval bounds the "
+           "AUA difference (`rbnlp compare RUN_A RUN_B` shows one pair). Degenerate runs are "
+           "left out.", ""]
     for attack, name in (("textfooler", "TextFooler"), ("advglue", "AdvGLUE")):
         sel = seed_runs(df, attack)
-        stats = {d: _mean_sd(sel.loc[sel["defense"] == d, "AUA"])
-                 for d in ("peaft", "freelb", "rose") if (sel["defense"] == d).any()}
-        accs = {d: _mean_sd(sel.loc[sel["defense"] == d, "ACC"]) for d in stats}
-        if len(stats) < 3:
+        have = {d for d in ("peaft", "freelb", "rose") if (sel["defense"] == d).any()}
+        if len(have) < 3 or store is None:
             out.append(f"- *PEAFT has far higher AUA than FreeLB and ROSE ({name})*: not all "
                        "three defenses are in the database yet.")
             continue
-        pe = stats["peaft"]
-        gaps = {d: pe[0] - stats[d][0] for d in ("freelb", "rose")}
-        spread = {d: pe[1] + stats[d][1] for d in ("freelb", "rose")}
+        verdict, details = paired_verdict(store, sel)
+        accs = {d: _mean_sd(sel.loc[sel["defense"] == d, "ACC"]) for d in have}
         acc_gap = {d: accs["peaft"][0] - accs[d][0] for d in ("freelb", "rose")}
-        if all(gaps[d] > spread[d] for d in gaps):
-            verdict = "supported in direction"
-        elif all(gaps[d] <= 0 for d in gaps):
-            verdict = "does not hold"
-        else:
-            verdict = "not shown (a difference within the seeds' spread)"
         out.append(
             f"- *PEAFT reaches far higher AUA than FreeLB and ROSE at similar ACC* ({name}, "
-            f"SST-2, 3 seeds): {verdict}. AUA PEAFT {pe[0]:.1f} ± {pe[1]:.1f}, FreeLB "
-            f"{stats['freelb'][0]:.1f} ± {stats['freelb'][1]:.1f}, ROSE {stats['rose'][0]:.1f} "
-            f"± {stats['rose'][1]:.1f}: PEAFT minus FreeLB {gaps['freelb']:+.1f}, minus ROSE "
-            f"{gaps['rose']:+.1f} points (the sums of standard deviations are "
-            f"{spread['freelb']:.1f} and {spread['rose']:.1f}); ACC PEAFT minus FreeLB "
-            f"{acc_gap['freelb']:+.1f}, minus ROSE {acc_gap['rose']:+.1f} points.")
+            f"SST-2, 3 seeds): {verdict}. {details}. ACC PEAFT minus FreeLB "
+            f"{acc_gap['freelb']:+.2f}, minus ROSE {acc_gap['rose']:+.2f} points.")
     for attack, name in (("textfooler", "TextFooler"), ("advglue", "AdvGLUE")):
         grid = grid_runs(df, attack)
-        parts, highest, compared = [], 0, 0
+        if store is None or grid.empty:
+            continue
+        parts, supported, compared = [], 0, 0
         for task in TASKS:
-            g = grid[grid["task"] == task] if len(grid) else grid
+            g = grid[grid["task"] == task]
             if not {"peaft", "freelb", "rose"} <= set(g["defense"]):
                 continue
-            # a nearly constant classifier's AUA says little about robustness: leave it out
             flags = g["degenerate"].fillna(False).astype(bool)
-            kept = {d: g.loc[(g["defense"] == d) & ~flags, "AUA"]
-                    for d in ("peaft", "freelb", "rose")}
-            dropped = {d: int(((g["defense"] == d) & flags).sum()) for d in kept}
-            text = ", ".join(
-                f"{PAPER_NAME[d]} " + (f"{_mean_pm(v)} (n={len(v)}" if len(v) else "– (n=0")
-                + (f", {dropped[d]} degenerate left out" if dropped[d] else "") + ")"
-                for d, v in kept.items())
-            empty = [PAPER_NAME[d] for d, v in kept.items() if not len(v)]
-            if empty:
-                parts.append(f"{task}: {text}, not compared ({' and '.join(empty)}: every run "
-                             "degenerate)")
+            dropped = ", ".join(f"{PAPER_NAME[d]} {int(((g['defense'] == d) & flags).sum())}"
+                                for d in ("peaft", "freelb", "rose"))
+            verdict, details = paired_verdict(store, g, task)
+            if verdict.startswith("not testable"):
+                parts.append(f"{task}: not testable (degenerate runs left out: {dropped})")
                 continue
-            aua = {d: float(v.astype(float).mean()) for d, v in kept.items()}
             compared += 1
-            top = aua["peaft"] > max(aua["freelb"], aua["rose"])
-            highest += top
-            parts.append(f"{task}: {text}" + (", PEAFT highest" if top else ""))
+            supported += verdict.startswith("supported")
+            parts.append(f"{task}: {verdict}; {details} (degenerate runs left out: {dropped})")
         if parts:
             out.append(f"- *PEAFT reaches far higher AUA than FreeLB and ROSE* ({name}, default "
-                       f"budgets, AUA mean ± std over the seeds finished so far, degenerate "
-                       f"runs left out): PEAFT is highest in "
-                       f"{highest} of {compared} compared task(s); {'; '.join(parts)}.")
+                       f"budgets, seed pairs pooled per task): supported in {supported} of "
+                       f"{compared} testable task(s); {'; '.join(parts)}.")
     lam = lambda_runs(df)
     if len(lam) >= 3:
         def rho(col: str) -> float:  # NaN (not a warning) when a column is constant
@@ -548,23 +624,26 @@ def section_reading(df: pd.DataFrame) -> str:
             return float("nan") if v.nunique() < 2 else lam["λ"].corr(v, method="spearman")
 
         rho_aua, rho_acc = rho("AUA"), rho("ACC")
-        # seed noise: the largest standard deviation of AUA over seeds in the seed study
-        seeds = seed_runs(df)
-        sds = [float(g["AUA"].astype(float).std(ddof=1)) for _, g in seeds.groupby("defense")
-               if len(g) > 1]
-        noise = max(sds) if sds else 1.0
-        spread = float(lam["AUA"].max() - lam["AUA"].min())
         holds = rho_aua > 0 and rho_acc < 0  # False when either is NaN
-        verdict = ("does not hold" if not holds else "holds" if spread > 2 * noise else
-                   f"not shown (right direction, but AUA moves by {spread:.1f} points, within "
-                   f"twice the largest seed standard deviation of AUA, {noise:.1f})")
+        test = ""
+        if store is not None:
+            from robustbench_nlp.compare import pooled_comparison
+
+            t = pooled_comparison(store, [(lam["id"].iloc[-1], lam["id"].iloc[0])])
+            test = (f"; largest vs smallest λ (paired, same seed): {t.text()}")
+            significant = t.significant and t.diff_points > 0
+        else:
+            significant = False
+        verdict = ("does not hold" if not holds else "holds" if significant else
+                   "not shown (right direction, but the AUA gain from the smallest to the "
+                   "largest λ is not significant at the 5% level)")
         out.append(
             f"- *As λ grows, AUA rises and ACC falls* (SST-2, λ = "
             f"{', '.join(f'{x:g}' for x in lam['λ'])}): "
             f"{verdict} here; Spearman ρ(λ, AUA) = "
             f"{_rho_text(rho_aua, 'AUA')}, ρ(λ, ACC) = {_rho_text(rho_acc, 'ACC')}; AUA ranges "
-            f"{lam['AUA'].min():.1f}–{lam['AUA'].max():.1f}, ACC {lam['ACC'].min():.1f}–"
-            f"{lam['ACC'].max():.1f}.")
+            f"{lam['AUA'].min():.2f}–{lam['AUA'].max():.2f}, ACC {lam['ACC'].min():.2f}–"
+            f"{lam['ACC'].max():.2f}{test}.")
     ep = epoch_rows(df)
     if len(ep):
         parts = []
@@ -578,7 +657,8 @@ def section_reading(df: pd.DataFrame) -> str:
             ok = trend["peaft"] > 0 and trend["freelb"] <= 0 and trend["rose"] <= 0
             verdict = "holds" if ok else "does not hold"
         out.append(f"- *PEAFT gains AUA over epochs while FreeLB and ROSE lose it* (SST-2, AUA "
-                   f"on 50 examples after each epoch): {verdict} here; {'; '.join(parts)}.")
+                   f"on 50 examples after each epoch): {verdict} here, in direction only (the "
+                   f"per-epoch AUAs store no example rows to test); {'; '.join(parts)}.")
     tasks = df[(df["defense"] == "peaft") & _params_are(df) & df["epoch_eval"].isna()
                & (df["seed"] == 0) & (df["model"] == "minilm")] if len(df) else df
     degenerate = [f"{r['task']} ({_degenerate(r)[5:-1]})" for _, r in
@@ -644,7 +724,9 @@ def report(url: str, paper_dir: str | None = None, figures: Path | None = None,
             "mirror. Versions of the last run: "
             + ", ".join(f"{k} {v}" for k, v in versions.items()
                         if k in ("torch", "transformers", "peft", "textattack")) + ".", ""]
-    parts = [section_reading(df), section_sweeps(url, df, Path(experiments)),
+    from robustbench_nlp.db import open_store
+
+    parts = [section_reading(df, open_store(url) if len(df) else None), section_sweeps(url, df, Path(experiments)),
              section_tasks(df, paper), section_grid(df, paper),
              section_grid(df, paper, "advglue"), section_seeds(df, paper),
              section_seeds(df, paper, "advglue"), section_lambda(df, figures),

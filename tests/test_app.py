@@ -15,21 +15,40 @@ from hypothesis import strategies as st_
 
 from robustbench_nlp.db import Store
 from robustbench_nlp.errors import DataError
-from robustbench_nlp.leaderboard import (COLUMNS, PAPER_COLUMNS, REPORTED, find_paper_dir,
-                                         leaderboard, load_paper_table, paper_rows,
-                                         resource_groups, resources_tag, side_by_side)
+from robustbench_nlp.leaderboard import (COLUMNS, NO_PROTOCOL, PAPER_COLUMNS, REPORTED,
+                                         find_paper_dir, leaderboard, load_paper_table,
+                                         paper_rows, protocol_tables, resources_tag,
+                                         side_by_side)
 from robustbench_nlp.textdiff import changed_words, diff_html, word_diff
 
-GLOVE = {"embedding": {"name": "glove-6b-50d"}, "sentence_encoder": {"name": "USE-numpy"},
-         "pos_tagger": {"name": "spacy"}}
+GLOVE = {"embedding": {"name": "glove-6b-50d", "fingerprint": "a1b2c3d4e5f6"},
+         "sentence_encoder": {"name": "USE-numpy"}, "pos_tagger": {"name": "spacy"}}
 PARAGRAM = {"embedding": {"name": "paragramcf"}, "sentence_encoder": {"name": "USE-tfhub"},
             "pos_tagger": {"name": "nltk"}}
+#: the attack options of the fixture's protocols
+OPTIONS = {"max_candidates": 50, "query_budget": None}
+#: attacked examples per run (AUA = failed / ATTACKED)
+ATTACKED = 20
+DEV = 100  # eval_examples: ACC = correct / DEV
 
 ORIGINAL = "a gripping , beautifully acted film"
 ADVERSARIAL = "a riveting , beautifully acted movie"
 XSS = ('<script>window.__pwned=1</script> a <img src=x onerror="window.__pwned=2"> film '
        '[click](javascript:window.__pwned=3)')
 XSS_ADV = XSS.replace(" film ", " movie ")
+FLIP = ("a good , moving story", "a bad , moving story")  # good -> bad reverses polarity
+
+
+def protocol(resources=GLOVE, task="sst2", n=ATTACKED):
+    from robustbench_nlp.attacks.protocol import example_set, protocol_hash, protocol_record
+
+    rec = protocol_record("textfooler", OPTIONS, resources,
+                          example_set(task, "validation", range(n)))
+    return rec, protocol_hash(rec)
+
+
+P1, H1 = protocol()
+P2, H2 = protocol(PARAGRAM)
 
 
 def example(idx, original=ORIGINAL, adversarial=ADVERSARIAL, result="successful", gold=1,
@@ -42,37 +61,87 @@ def example(idx, original=ORIGINAL, adversarial=ADVERSARIAL, result="successful"
             "extra": {}}
 
 
+def attacked_rows(robust, special=()):
+    """ATTACKED example rows: the indices in ``robust`` failed (the attack did not flip
+    them), the others successful; ``special`` replaces the first rows."""
+    rows = []
+    for i in range(ATTACKED):
+        if i < len(special):
+            rows.append(special[i])
+        elif i in robust:
+            rows.append(example(i, "the cast is charming", "the cast is charming", "failed",
+                                after=1, queries=40))
+        else:
+            rows.append(example(i, "a story about a cat", "a story about a kitten"))
+    return rows
+
+
+#: runC's first five examples: successful, failed, skipped, injected markup, polarity flip
+SPECIAL = (example(0), example(1, result="failed", after=1, queries=40, adversarial=ORIGINAL),
+           example(2, result="skipped", before=0, after=0, queries=0,
+                   original="dull and lifeless", adversarial="dull and lifeless"),
+           example(3, original=XSS, adversarial=XSS_ADV), example(4, *FLIP))
+ROBUST_C = {1, *range(5, 15)}  # 11 of 20: AUA 55
+ROBUST_B = set(range(5, 16))  # 11: AUA 55
+ROBUST_A = set(range(5, 13))  # 8: AUA 40
+
+
+def curve(aua, acc_attacked=90.0):
+    """A word-share curve falling linearly from ``acc_attacked`` (share 0) to ``aua``."""
+    return [[round(0.05 * k, 2), acc_attacked - (acc_attacked - aua) * k / 10]
+            for k in range(11)]
+
+
 def add_run(store, run_id, defense, model, acc, aua, resources=GLOVE, task="sst2",
-            attack="textfooler", status="finished", examples=(), train_stats=None):
-    store.create_run(id=run_id, task=task, defense=defense, attack=attack, model=model, seed=0,
-                     num_examples=len(examples), config={}, trainable_params=1000 + len(run_id),
-                     train_seconds=12.5, train_stats=train_stats or {}, resources=resources,
-                     status=status,
+            attack="textfooler", status="finished", examples=(), train_stats=None, seed=0,
+            params=None, proto=(P1, H1), degenerate=False, invalid=None):
+    store.create_run(id=run_id, task=task, defense=defense, attack=attack, model=model,
+                     seed=seed, num_examples=len(examples),
+                     config={"run": {"model": model, "seed": seed},
+                             "defense": dict(params or {})},
+                     trainable_params=1000 + len(run_id), train_seconds=12.5,
+                     train_stats=train_stats or {}, resources=resources, status=status,
                      finished_at=datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc))
+    failed = round(aua * ATTACKED / 100)
     store.save_metrics(run_id, acc=acc, aua=aua, avg=(acc + aua) / 2, asr=100 - aua,
-                       avg_queries=20.0, avg_perturbed_pct=10.0, degenerate=False)
+                       avg_queries=20.0, avg_perturbed_pct=10.0, degenerate=degenerate,
+                       eval_examples=DEV, attacked=ATTACKED, failed=failed,
+                       successful=ATTACKED - failed, skipped=0, attacked_clean_acc=90.0,
+                       aua_at_10=aua + 20, aua_at_30=aua + 5, curve_area=aua + 10,
+                       invalid_swap_rate=invalid,
+                       robustness={"word_share_curve": curve(aua)})
+    if proto is not None:
+        store.update_run(run_id, protocol=proto[0], protocol_hash=proto[1])
     for e in examples:
         store.add_example(run_id, e)
 
 
+def fill(url: str) -> Store:
+    """sst2 × textfooler under two protocols (P1: 6 runs, 5 configurations, one degenerate;
+    P2: one run), a run without a recorded protocol, and distractors."""
+    store = Store(url)
+    add_run(store, "runA", "peaft", "minilm", 90.0, 40.0, params={"lr": 0.01},
+            examples=attacked_rows(ROBUST_A), invalid=12.5)
+    add_run(store, "runA2", "peaft", "minilm", 92.0, 50.0, params={"lr": 0.01}, seed=1,
+            invalid=7.5)
+    add_run(store, "runJ", "peaft", "minilm", 89.0, 30.0, params={"lr": 0.03})
+    add_run(store, "runB", "finetune", "minilm", 80.0, 55.0, examples=attacked_rows(ROBUST_B))
+    add_run(store, "runC", "freelb", "roberta-base", 85.0, 55.0,
+            examples=attacked_rows(ROBUST_C, SPECIAL))
+    add_run(store, "runH", "rose", "minilm", 60.0, 75.0, degenerate=True)
+    add_run(store, "runD", "peaft", "minilm", 88.0, 70.0, resources=PARAGRAM, proto=(P2, H2),
+            params={"lr": 0.01})
+    add_run(store, "runI", "finetune", "minilm", 70.0, 20.0, proto=None)
+    add_run(store, "runE", "peaft", "minilm", 99.0, 99.0, status="attacking")
+    add_run(store, "runF", "peaft", "minilm", 95.0, 90.0, task="rte", proto=protocol(task="rte"))
+    add_run(store, "runG", "rose", "minilm", 91.0, 91.0, attack="advglue", proto=None)
+    return store
+
+
 @pytest.fixture
 def filled(tmp_path):
-    """A database with two resource variants of TextFooler on SST-2 plus distractors."""
     url = f"sqlite:///{tmp_path / 'lb.db'}"
-    store = Store(url)
-    add_run(store, "runA", "peaft", "minilm", 90.0, 40.0)
-    add_run(store, "runB", "finetune", "minilm", 80.0, 55.0)
-    add_run(store, "runC", "freelb", "roberta-base", 85.0, 55.0,
-            examples=[example(0), example(1, result="failed", after=1, queries=40,
-                                          adversarial=ORIGINAL),
-                      example(2, result="skipped", before=0, after=0, queries=0,
-                              original="dull and lifeless", adversarial="dull and lifeless"),
-                      example(3, original=XSS, adversarial=XSS_ADV)])
-    add_run(store, "runD", "peaft", "minilm", 88.0, 70.0, resources=PARAGRAM)
-    add_run(store, "runE", "peaft", "minilm", 99.0, 99.0, status="attacking")
-    add_run(store, "runF", "peaft", "minilm", 95.0, 90.0, task="rte")
-    add_run(store, "runG", "rose", "minilm", 91.0, 91.0, attack="advglue")
-    return url, store
+    return url, fill(url)
 
 
 @pytest.fixture

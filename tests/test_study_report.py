@@ -35,8 +35,18 @@ def _run(store, rid, defense, seed, acc, aua, params, attack="textfooler", task=
                      train_seconds=100.0 + seed, train_stats=train_stats or {},
                      status="finished", versions={"torch": "2.13.0+cpu"})
     store.save_metrics(rid, acc=acc, aua=aua, avg=(acc + aua) / 2, asr=100.0 - aua,
-                       avg_queries=50.0, avg_perturbed_pct=12.0, attacked=100, successful=80,
-                       failed=int(aua), skipped=20 - int(aua), **metrics)
+                       avg_queries=50.0, avg_perturbed_pct=12.0, attacked=num_examples,
+                       successful=80, failed=int(aua), skipped=20 - int(aua), **metrics)
+    # the attacked examples: indices 0 .. AUA-1 robust (failed), then 80 successful, then
+    # skipped, so two runs' robust sets are nested and every discordant example favours the
+    # run with the higher AUA (the paired tests below are computed by hand from that)
+    for i in range(num_examples):
+        result = "failed" if i < int(aua) else "successful" if i < int(aua) + 80 else "skipped"
+        store.add_example(rid, {"index": i, "original": ("a film",), "adversarial": ("a film",),
+                                "attacked_segment": None, "gold": 1, "pred_before": 1,
+                                "pred_after": 1 if result == "failed" else 0, "result": result,
+                                "queries": 10, "num_words": 2, "perturbed_words": 0,
+                                "extra": {}})
 
 
 @pytest.fixture
@@ -92,55 +102,68 @@ def test_report_tables_from_the_database(report_mod, db, tmp_path):
         (hit,) = [ln for ln in lines if ln.replace(" ", "").startswith(prefix)]
         return [c.strip() for c in hit.strip("|").split("|")]
 
-    # seeds: mean ± sample std of 80/82/84 and 1/2/6; finetune has one seed
-    pe = row("|peaft|3|82.0±2.0|3.0±2.6|")
+    # seeds: mean ± sample std of 80/82/84 and 1/2/6; finetune has one seed. The pooled
+    # interval is Wilson's for 9 robust of 300 attacked examples: (0.0159, 0.0560)
+    pe = row("|peaft|3|82.00±2.00|3.00±2.65|[1.59,5.60]|")
     assert pe[-3] == "8,450" and pe[-2] == "101"  # train s: mean of 100, 101, 102
-    assert row("|finetune|1|79.0|0.0|")
+    assert row("|finetune|1|79.00|0.00|[0.00,3.70]|")  # 0/100: Wilson (0, 0.0370)
     # AdvGLUE table: AUA 40/41/42 over the same seeds
-    assert row("|peaft|3|82.0±2.0|41.0±1.0|")
+    assert row("|peaft|3|82.00±2.00|41.00±1.00|")
     # the main job's run is in the per-task table only, with the paper's RoBERTa-base row
-    # (no paper dir given: "–")
-    assert row("|sst2|textfooler|default|")[3] == "79.9"
+    assert row("|sst2|textfooler|default|")[3] == "79.90"
     assert row("|sst2|textfooler|default|")[-2] == "no"
     assert row("|mrpc|textfooler|mrpc|")[-2] == "yes (98.0 / 68.4)"
     # the default-budget grid: one row per task × defense, mean ± std over finished seeds
-    assert row("|sst2|peaft|1|79.9|0.0|40.0|100.0|0of1|")[-2] == "default"
-    assert row("|sst2|freelb|2|82.0±0.7|2.0±1.4|")[-2] == "fldef, fldef1"
-    assert row("|mrpc|peaft|1|69.9|66.0|")[7] == "1 of 1"  # degenerate
-    assert row("|sst2|peaft|1|79.9|41.2|60.6|")[-2] == "agdef"  # AdvGLUE grid
+    assert row("|sst2|peaft|1|79.90|0.00|[0.00,3.70]|39.95|100.00|")[-2] == "default"
+    assert row("|sst2|freelb|2|82.00±0.71|2.00±1.41|[0.78,5.03]|")[-2] == "fldef, fldef1"
+    assert row("|mrpc|peaft|1|69.90|66.00|")[11] == "1 of 1"  # degenerate
+    assert row("|sst2|peaft|1|79.90|41.20|")[-2] == "agdef"  # AdvGLUE grid
     # the default-budget λ sweep: the default run is its λ = 0.5 row
-    assert row("|0.5|default|") == ["0.5", "default", "79.9", "0.0", "40.0", "100.0", "100"]
+    assert row("|0.5|default|") == ["0.5", "default", "79.90", "0.00", "39.95", "100.00",
+                                    "100"]
     # λ: the study's λ = 0.5 seed-0 cell and the λ = 2 run, in λ order
-    assert row("|0.5|pe0|")[2:4] == ["80.0", "1.0"] and row("|2.0|lam2|")[2:4] == ["75.0", "3.0"]
+    assert row("|0.5|pe0|")[2:4] == ["80.00", "1.00"]
+    assert row("|2.0|lam2|")[2:4] == ["75.00", "3.00"]
     assert lines.index(next(ln for ln in lines if "pe0 " in ln and "| 0.5 " in ln)) < \
         lines.index(next(ln for ln in lines if "lam2" in ln))
     # carriers: prompt (the study's seed-0 cell) and lora
-    assert row("|lora|with(λ=0.5)|lora|")[3] == "78.0"
-    assert row("|prompt|with(λ=0.5)|pe0|")[3] == "80.0"
+    assert row("|lora|with(λ=0.5)|lora|")[3] == "78.00"
+    assert row("|prompt|with(λ=0.5)|pe0|")[3] == "80.00"
     # epochs
-    assert row("|peaft|ep|2|") == ["peaft", "ep", "2", "75.5", "2.0"]  # no ASR recorded
+    assert row("|peaft|ep|2|") == ["peaft", "ep", "2", "75.50", "2.00"]  # no ASR recorded
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["epochs.png", "lambda.png"]
-    # the reading: verdicts computed from the tables
+    # the reading: verdicts from paired tests on the stored examples. Robust sets are
+    # nested (indices 0 .. AUA-1), so PEAFT (AUA 1, 2, 6) vs FreeLB (0, 1, 2) has 1 + 1 + 4
+    # = 6 discordant examples, all for PEAFT: exact McNemar p = 2 / 2^6 = 0.03125; vs ROSE
+    # (0, 0, 0): 9 vs 0, p = 2 / 2^9 = 0.0039; differences 6 / 300 and 9 / 300
     assert ("- *PEAFT reaches far higher AUA than FreeLB and ROSE at similar ACC* (TextFooler, "
-            "SST-2, 3 seeds): not shown (a difference within the seeds' spread). AUA PEAFT "
-            "3.0 ± 2.6, FreeLB 1.0 ± 1.0, ROSE 0.0 ± 0.0: PEAFT minus FreeLB +2.0, minus ROSE "
-            "+3.0 points (the sums of standard deviations are 3.6 and 2.6); ACC PEAFT minus "
-            "FreeLB +1.0, minus ROSE +2.0 points.") in lines
+            "SST-2, 3 seeds): supported (PEAFT significantly higher than both). PEAFT 3.00 vs "
+            "FreeLB 1.00 (3 seed pairs): +2.00 points [95% CI 0.25, 4.36], McNemar p = 0.031 "
+            "(6 vs 0 discordant of 300); PEAFT 3.00 vs ROSE 0.00 (3 seed pairs): +3.00 points "
+            "[95% CI 1.10, 5.60], McNemar p = 0.004 (9 vs 0 discordant of 300). ACC PEAFT "
+            "minus FreeLB +1.00, minus ROSE +2.00 points.") in lines
+    # λ = 2 (AUA 3) vs λ = 0 (AUA 0), one seed: 3 vs 0 discordant, p = 2 / 2^3 = 0.25
     assert ("- *As λ grows, AUA rises and ACC falls* (SST-2, λ = 0, 0.5, 2): not shown (right "
-            "direction, but AUA moves by 3.0 points, within twice the largest seed standard "
-            "deviation of AUA, 2.6) here; "
-            "Spearman ρ(λ, AUA) = 1.00, ρ(λ, ACC) = -1.00; AUA ranges 0.0–3.0, ACC "
-            "75.0–82.0.") in lines
+            "direction, but the AUA gain from the smallest to the largest λ is not significant "
+            "at the 5% level) here; Spearman ρ(λ, AUA) = 1.00, ρ(λ, ACC) = -1.00; AUA ranges "
+            "0.00–3.00, ACC 75.00–82.00; largest vs smallest λ (paired, same seed): +3.00 "
+            "points [95% CI -1.19, 8.45], McNemar p = 0.25 (3 vs 0 discordant of 100).") in lines
     assert ("- *PEAFT gains AUA over epochs while FreeLB and ROSE lose it* (SST-2, AUA on 50 "
-            "examples after each epoch): not all three defenses are in the database yet here; "
-            "peaft 0.0 → 2.0.") in lines
-    assert ("- *PEAFT reaches far higher AUA than FreeLB and ROSE* (TextFooler, default "
-            "budgets, AUA mean ± std over the seeds finished so far, degenerate runs left "
-            "out): PEAFT is highest in 1 of 2 compared task(s); sst2: PEAFT 0.0 (n=1), FreeLB "
-            "2.0 ± 1.4 (n=2), ROSE 5.0 (n=1); rte: PEAFT 30.0 (n=1), FreeLB 20.0 (n=1, 1 "
-            "degenerate left out), ROSE 10.0 (n=1), PEAFT highest; qnli: PEAFT – (n=0, 1 "
-            "degenerate left out), FreeLB 5.0 (n=1), ROSE 4.0 (n=1), not compared (PEAFT: "
-            "every run degenerate).") in lines
+            "examples after each epoch): not all three defenses are in the database yet here, "
+            "in direction only (the per-epoch AUAs store no example rows to test); "
+            "peaft 0.00 → 2.00.") in lines
+    # the grid: SST-2 PEAFT (0) vs FreeLB seed 0 (1): 0 vs 1, p = 1; vs ROSE (5): 0 vs 5,
+    # p = 2 / 2^5 = 0.0625; RTE has no non-degenerate FreeLB run of PEAFT's seed, QNLI no
+    # non-degenerate PEAFT run: not testable
+    (grid,) = [ln for ln in lines if ln.startswith("- *PEAFT reaches far higher AUA than "
+                                                   "FreeLB and ROSE* (TextFooler, default")]
+    assert ("supported in 0 of 1 testable task(s); sst2: not shown (no significant difference "
+            "at the 5% level); PEAFT 0.00 vs FreeLB 1.00 (1 seed pair): -1.00 points [95% CI "
+            "-5.45, 2.79], McNemar p = 1.00 (0 vs 1 discordant of 100); PEAFT 0.00 vs ROSE "
+            "5.00 (1 seed pair): -5.00 points [95% CI -11.18, -0.33], McNemar p = 0.062 (0 vs "
+            "5 discordant of 100)") in grid
+    assert "rte: not testable (degenerate runs left out: PEAFT 0, FreeLB 1, ROSE 0)" in grid
+    assert "qnli: not testable (degenerate runs left out: PEAFT 1, FreeLB 0, ROSE 0)" in grid
     assert any(ln.startswith("- Degenerate default PEAFT classifiers") and
                "mrpc (98.0 / 68.4)" in ln for ln in lines)
 
