@@ -1,5 +1,5 @@
-"""Altair charts of the leaderboard app: the ACC-vs-AUA trade-off and per-epoch curves
-(analogues of the PEAFT paper's Figure 2)."""
+"""Altair charts of the leaderboard app: the ACC-vs-AUA trade-off, per-epoch curves
+(analogues of the PEAFT paper's Figure 2) and the word-share robustness curves."""
 
 from __future__ import annotations
 
@@ -48,3 +48,22 @@ def epoch_chart(curves: pd.DataFrame, metric: str = "AUA"):
         color=alt.Color("run:N", title="run"),
         tooltip=["run", "epoch", "value"],
     ).properties(height=320)
+
+
+def word_share_chart(curves: pd.DataFrame):
+    """AUA (y, %) against the largest share of words the attack may change (x, %), one line
+    per run, coloured by defense (the tooltip names the run's configuration and seed).
+
+    Args:
+        curves: a :func:`robustbench_nlp.app.queries.word_share_frame` frame.
+    """
+    import altair as alt
+
+    return alt.Chart(curves).mark_line(point=True).encode(
+        x=alt.X("share:Q", title="largest share of words the attack may change (%)"),
+        y=alt.Y("AUA:Q", title="accuracy under attack AUA (%)"),
+        color=alt.Color("defense:N", title="defense"),
+        detail="run id:N",
+        tooltip=["run", alt.Tooltip("share:Q", title="word share (%)"),
+                 alt.Tooltip("AUA:Q", format=".2f")],
+    ).properties(height=360)

@@ -1,10 +1,13 @@
 """How fast the leaderboard app opens a large database (budget: leaderboard shown in < 2 s).
 
-Fills a SQLite database with ``--runs`` finished runs (4 tasks, 2 attacks, 2 resource
-variants, per-epoch curves) and ``--examples`` attacked-example rows through bulk inserts, and
-a small one (1 run, 10 examples), then prints, side by side for both:
+Fills a SQLite database with ``--runs`` finished runs (4 tasks, 2 attacks, 2 attack
+protocols per task × attack, 5 defenses with 2 hyperparameter settings and up to 3 seeds each,
+some degenerate runs, per-epoch curves, the robustness metrics and word-share curves) and
+``--examples`` attacked-example rows through bulk inserts, and a small one (1 run, 10
+examples), then prints, side by side for both:
 
-1. the leaderboard query alone (open the store, read runs + metrics, rank one task × attack);
+1. the leaderboard query alone (open the store, read runs + metrics, rank one task × attack
+   and split it into protocol tables with pooled configurations);
 2. the Streamlit script's own time (run through ``streamlit.testing.v1.AppTest``, timed inside
    the script): to the first leaderboard table and to its end, with cold and warm caches;
 3. with ``--browser``: ``rbnlp app`` in headless Chromium (Debian's, via playwright), from
@@ -38,6 +41,7 @@ from pathlib import Path
 BUDGET_S = 2.0
 TASKS = ("sst2", "rte", "mrpc", "qnli")
 DEFENSES = ("peaft", "prompt-tuning", "finetune", "freelb", "rose")
+LRS = (0.01, 0.03)
 RESOURCES = ({"embedding": {"name": "glove-6b-50d"}, "sentence_encoder": {"name": "USE-numpy"},
               "pos_tagger": {"name": "spacy"}},
              {"embedding": {"name": "paragramcf"}, "sentence_encoder": {"name": "USE-tfhub"},
@@ -47,9 +51,15 @@ WORDS = ("the film is a gripping beautifully acted story with charming cast but 
 
 
 def fill(url: str, n_runs: int, n_examples: int, seed: int = 0) -> None:
-    """Bulk-insert ``n_runs`` finished runs and ``n_examples`` example rows (spread evenly)."""
+    """Bulk-insert ``n_runs`` finished runs and ``n_examples`` example rows (spread evenly).
+
+    Run ``i`` has task ``TASKS[i % 4]``, attack ``advglue`` when ``i % 3 == 2``, resources
+    (and so protocol) ``RESOURCES[(i // 4) % 2]``, defense ``DEFENSES[(i // 8) % 5]`` with
+    learning rate ``LRS[(i // 40) % 2]`` and seed ``i // 80``: about 12 protocol tables of
+    10-20 runs, their configurations pooling 1-3 seeds; every 17th run is degenerate."""
     from sqlalchemy import insert
 
+    from robustbench_nlp.attacks.protocol import example_set, protocol_hash, protocol_record
     from robustbench_nlp.db import Store
     from robustbench_nlp.db.models import Example, Metrics, Run
 
@@ -61,21 +71,41 @@ def fill(url: str, n_runs: int, n_examples: int, seed: int = 0) -> None:
     for i in range(n_runs):
         rid = f"bench{i:05d}"
         task = TASKS[i % len(TASKS)]
-        res = RESOURCES[i % 2]
-        runs.append(dict(id=rid, status="finished", task=task, defense=DEFENSES[i % 5],
-                         attack="advglue" if i % 3 == 2 else "textfooler", model="minilm", seed=i,
-                         num_examples=per_run, config={"run": {"seed": i}}, backbone={},
-                         versions={}, resources=res, data={}, trainable_params=23_000 + i,
+        attack = "advglue" if i % 3 == 2 else "textfooler"
+        res = RESOURCES[(i // 4) % 2]
+        n_att = per_run + (1 if i < n_examples % n_runs else 0)
+        proto = protocol_record(attack, {"max_candidates": 50, "query_budget": None}, res,
+                                example_set(task, "validation", range(max(per_run, 1))))
+        defense = DEFENSES[(i // 8) % len(DEFENSES)]
+        runs.append(dict(id=rid, status="finished", task=task, defense=defense,
+                         attack=attack, model="minilm", seed=i // 80,
+                         num_examples=n_att, backbone={}, versions={}, resources=res, data={},
+                         config={"run": {"seed": i // 80, "model": "minilm"},
+                                 "defense": {"lr": LRS[(i // 40) % 2], "epochs": 3}},
+                         protocol=proto, protocol_hash=protocol_hash(proto),
+                         trainable_params=23_000 + i,
                          train_seconds=rng.uniform(50, 500), train_stats={
                              "epochs": [{"epoch": e, "acc": rng.uniform(80, 92),
                                          "aua": rng.uniform(10, 50)} for e in (1, 2, 3)]},
                          created_at=t0, updated_at=t0, finished_at=t0 + timedelta(hours=i)))
         acc, aua = rng.uniform(80, 95), rng.uniform(5, 60)
-        metrics.append(dict(run_id=rid, acc=acc, aua=aua, avg=(acc + aua) / 2,
-                            asr=rng.uniform(30, 90), avg_queries=rng.uniform(20, 200),
-                            avg_perturbed_pct=rng.uniform(5, 25), degenerate=False,
-                            pred_distribution={}, gold_distribution={}))
-        for j in range(per_run + (1 if i < n_examples % n_runs else 0)):
+        failed = round(aua * n_att / 100)
+        curve = [[round(0.05 * k, 2), acc - (acc - aua) * k / 10] for k in range(11)]
+        metrics.append(dict(run_id=rid, acc=acc, aua=100.0 * failed / max(n_att, 1),
+                            avg=(acc + aua) / 2, eval_examples=872, attacked=n_att,
+                            failed=failed, successful=n_att - failed, skipped=0,
+                            attacked_clean_acc=acc, asr=rng.uniform(30, 90),
+                            avg_queries=rng.uniform(20, 200),
+                            avg_perturbed_pct=rng.uniform(5, 25), degenerate=i % 17 == 16,
+                            pred_distribution={}, gold_distribution={},
+                            aua_at_10=curve[2][1], aua_at_30=curve[6][1],
+                            curve_area=sum(p[1] for p in curve) / len(curve),
+                            invalid_swap_rate=rng.uniform(0, 20),
+                            robustness={"word_share_curve": curve,
+                                        "invalid_swaps": {"successful": n_att - failed,
+                                                          "invalid": 1, "top_swaps": [
+                                                              ["good", "bad", 1]]}}))
+        for j in range(n_att):
             words = [rng.choice(WORDS) for _ in range(20)]
             adv = list(words)
             adv[3] = rng.choice(WORDS)
@@ -129,7 +159,7 @@ def script_times(url: str) -> dict:
     os.environ["RBNLP_DB"] = url
     at = AppTest.from_string(TIMED_SCRIPT, default_timeout=120).run()
     assert not at.exception, at.exception
-    assert any("run id" in d.value.columns for d in at.dataframe), "no leaderboard drawn"
+    assert any("AUA 95% CI" in d.value.columns for d in at.dataframe), "no leaderboard drawn"
     return dict(at.session_state["_bench"])
 
 
@@ -214,16 +244,20 @@ def main() -> None:
 
         from robustbench_nlp.app.queries import examples_frame
         from robustbench_nlp.db import Store
-        from robustbench_nlp.leaderboard import leaderboard
+        from robustbench_nlp.leaderboard import leaderboard, protocol_tables
 
         res: dict[str, list[float]] = {}
 
         def add(name, a, b):
             res.setdefault(name, []).extend([a, b])
 
-        q = [_timed(lambda u=u: leaderboard(store=Store(u), task="sst2", attack="textfooler"))
-             for u in (small, large)]
-        add("leaderboard query (open store, read runs, rank)", q[0][0], q[1][0])
+        def query(u):
+            runs = Store(u).runs_frame()
+            return protocol_tables(leaderboard(task="sst2", attack="textfooler", runs=runs), runs)
+
+        query(small)  # imports once (scipy.stats for the Wilson intervals: ~1 s), untimed
+        q = [_timed(lambda u=u: query(u)) for u in (small, large)]
+        add("leaderboard query (open store, read runs, protocol tables)", q[0][0], q[1][0])
         script_times(small)  # imports the app modules once, so neither side pays for them
         cold, warm = [], []
         for u in (small, large):

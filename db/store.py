@@ -51,6 +51,29 @@ def default_url() -> str:
     return os.environ.get("RBNLP_DB") or DEFAULT_DB
 
 
+#: file suffixes that make a bare ``--db`` path a SQLite shorthand (``runs.db`` →
+#: ``sqlite:///runs.db``)
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def database_url(url: str | None = None) -> str:
+    """``url`` (default :func:`default_url`) as a SQLAlchemy URL: a URL stays as it is, a
+    file path ending in :data:`SQLITE_SUFFIXES` becomes ``sqlite:///<path>``.
+
+    Raises:
+        ConfigError: anything else (``--db notaurl``), naming the expected forms.
+    """
+    url = url or default_url()
+    if "://" in url:
+        return url
+    if url.lower().endswith(SQLITE_SUFFIXES):
+        return f"sqlite:///{url}"
+    raise ConfigError(f"database {url!r} is not a SQLAlchemy URL: expected "
+                      "dialect[+driver]://... (e.g. sqlite:///rbnlp.db or "
+                      "postgresql+psycopg://user@host/db) or a SQLite file path ending in "
+                      f"{', '.join(SQLITE_SUFFIXES)}")
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA busy_timeout=30000")
@@ -137,17 +160,17 @@ class Store:
     """A results database.
 
     Args:
-        url: any SQLAlchemy URL; a bare file path is taken as SQLite.
+        url: any SQLAlchemy URL, or a SQLite file path ending in ``.db``, ``.sqlite`` or
+            ``.sqlite3`` (:func:`database_url`).
 
     Raises:
-        ConfigError: malformed, unsupported or unreachable URL, missing driver, or a
+        ConfigError: not a URL (:func:`database_url`), malformed, unsupported or
+            unreachable URL, missing driver, or a
             database whose schema revision this rbnlp does not know.
     """
 
     def __init__(self, url: str | None = None) -> None:
-        url = url or default_url()
-        if "://" not in url:
-            url = f"sqlite:///{url}"
+        url = database_url(url)
         try:
             parsed = make_url(url)
         except ArgumentError:

@@ -378,3 +378,362 @@ def enable_gradient_checkpointing(model: TextClassifier) -> None:
         raise ConfigError(f"gradient_checkpointing: {type(base).__name__} does not support "
                           "gradient checkpointing")
     base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+# ------------------------------------------------------------ trained checkpoints (rbnlp eval)
+class CheckpointClassifier(nn.Module):
+    """A trained ``*ForSequenceClassification`` checkpoint (or a peft adapter on one) with its
+    own head, its logits reordered into the task's label order: the victim of an
+    evaluate-only run. Callers see what a :class:`TextClassifier` gives them:
+    ``model(input_ids=, attention_mask=, token_type_ids=)`` → float32 logits [B, C].
+
+    Args:
+        model: the ``transformers`` (or ``peft.PeftModel``) sequence classifier.
+        order: ``order[j]`` is the checkpoint's output index of the task's label ``j``
+            (:func:`label_order`).
+    """
+
+    def __init__(self, model: nn.Module, order: list[int]) -> None:
+        super().__init__()
+        self.model = model
+        self.order = list(order)
+        self.register_buffer("_order", torch.tensor(self.order, dtype=torch.long),
+                             persistent=False)
+        import inspect
+
+        forward = self.base_encoder.forward
+        #: segment ids reach models whose forward takes them (BERT's pairs)
+        self.takes_token_types = "token_type_ids" in inspect.signature(forward).parameters
+        #: dtype of ``torch.autocast`` around the forward (None = full precision)
+        self.autocast_dtype: torch.dtype | None = None
+
+    @property
+    def base_encoder(self) -> nn.Module:
+        """The underlying ``transformers`` model, unwrapped from peft."""
+        m = self.model
+        return m.get_base_model() if hasattr(m, "get_base_model") else m
+
+    @property
+    def config(self):
+        return self.base_encoder.config
+
+    def forward(self, input_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None,
+                inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        kwargs = {"attention_mask": attention_mask}
+        if inputs_embeds is not None:
+            kwargs["inputs_embeds"] = inputs_embeds
+        else:
+            kwargs["input_ids"] = input_ids
+        if token_type_ids is not None and self.takes_token_types:
+            kwargs["token_type_ids"] = token_type_ids
+        device = (inputs_embeds if inputs_embeds is not None else input_ids).device
+        amp = (torch.autocast(device.type, dtype=self.autocast_dtype)
+               if self.autocast_dtype is not None else contextlib.nullcontext())
+        with amp:
+            logits = self.model(**kwargs).logits
+        return logits.float().index_select(-1, self._order)
+
+
+def parse_label_map(text: str, task_labels: tuple[str, ...] | list[str]) -> dict[int, int]:
+    """Parse ``--label-map`` (``0=negative,1=positive``): checkpoint output id → task label
+    id; the task label is named (case-insensitive) or given by its id.
+
+    Raises:
+        ConfigError: malformed entry, unknown task label, a checkpoint id given twice.
+    """
+    names = {n.lower(): i for i, n in enumerate(task_labels)}
+    out: dict[int, int] = {}
+    for part in [p.strip() for p in str(text).split(",") if p.strip()]:
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key.lstrip("-").isdigit() or not value:
+            raise ConfigError(f"--label-map: {part!r} is not CHECKPOINT_ID=TASK_LABEL (e.g. "
+                              f"--label-map {example_label_map(task_labels)})")
+        if value.lower() in names:
+            target = names[value.lower()]
+        elif value.isdigit() and int(value) < len(task_labels):
+            target = int(value)
+        else:
+            raise ConfigError(f"--label-map: {value!r} is not a label of the task (one of "
+                              f"{', '.join(task_labels)})")
+        if int(key) in out:
+            raise ConfigError(f"--label-map: checkpoint id {key} is mapped twice")
+        out[int(key)] = target
+    if not out:
+        raise ConfigError(f"--label-map is empty (e.g. --label-map "
+                          f"{example_label_map(task_labels)})")
+    return out
+
+
+def example_label_map(task_labels) -> str:
+    """``0=negative,1=positive`` for the task's labels (the form ``--label-map`` takes)."""
+    return ",".join(f"{i}={n}" for i, n in enumerate(task_labels))
+
+
+def _labels_text(id2label: dict[int, str]) -> str:
+    return ", ".join(f"{i}={id2label[i]}" for i in sorted(id2label))
+
+
+def label_order(id2label: dict, task_labels: tuple[str, ...] | list[str],
+                label_map: str | dict | None = None, task_name: str = "the task") -> list[int]:
+    """Map a checkpoint's outputs to the task's labels.
+
+    Args:
+        id2label: the checkpoint's ``config.id2label`` (output id → name).
+        task_labels: the task's label names, by task label id.
+        label_map: ``--label-map`` (text for :func:`parse_label_map`, or a parsed dict); when
+            absent the names of ``id2label`` must match the task's names (case-insensitive).
+        task_name: for messages.
+
+    Returns:
+        ``order``: ``order[j]`` is the checkpoint output id of task label ``j``.
+
+    Raises:
+        ConfigError: (one line each) the label counts differ; two outputs with the same name,
+            or a ``label_map`` sending two outputs to one label (ambiguous); names that do not
+            match the task's without a ``label_map``; a ``label_map`` that misses an output
+            id or names one the checkpoint does not have.
+    """
+    id2label = {int(k): str(v) for k, v in (id2label or {}).items()}
+    n, want = len(id2label), len(task_labels)
+    if n != want or sorted(id2label) != list(range(n)):
+        raise ConfigError(f"the checkpoint has {n} labels ({_labels_text(id2label)}), "
+                          f"{task_name} has {want} ({', '.join(task_labels)})")
+    if label_map is not None:
+        mapping = label_map if isinstance(label_map, dict) else \
+            parse_label_map(label_map, task_labels)
+        unknown = sorted(set(mapping) - set(id2label))
+        if unknown:
+            raise ConfigError(f"--label-map: the checkpoint has no output id {unknown[0]} "
+                              f"(its labels: {_labels_text(id2label)})")
+        missing = sorted(set(id2label) - set(mapping))
+        if missing:
+            raise ConfigError(f"--label-map: checkpoint output {missing[0]} "
+                              f"({id2label[missing[0]]}) is not mapped (e.g. --label-map "
+                              f"{example_label_map(task_labels)})")
+        targets = list(mapping.values())
+        twice = sorted({t for t in targets if targets.count(t) > 1})
+        if twice:
+            ids = [str(k) for k, v in sorted(mapping.items()) if v == twice[0]]
+            raise ConfigError(f"ambiguous --label-map: checkpoint outputs {' and '.join(ids)} "
+                              f"both map to {task_labels[twice[0]]!r}")
+        return [next(k for k, v in mapping.items() if v == j) for j in range(want)]
+    lowered = {i: name.strip().lower() for i, name in id2label.items()}
+    seen: dict[str, int] = {}
+    for i, name in sorted(lowered.items()):
+        if name in seen:
+            raise ConfigError(f"ambiguous checkpoint labels: outputs {seen[name]} and {i} are "
+                              f"both named {id2label[i]!r}; pass --label-map (e.g. --label-map "
+                              f"{example_label_map(task_labels)})")
+        seen[name] = i
+    wanted = [t.lower() for t in task_labels]
+    if set(seen) != set(wanted):
+        raise ConfigError(f"the checkpoint's labels ({_labels_text(id2label)}) do not match "
+                          f"{task_name}'s ({', '.join(task_labels)}); pass --label-map (e.g. "
+                          f"--label-map {example_label_map(task_labels)})")
+    return [seen[t] for t in wanted]
+
+
+def describe_order(order: list[int], id2label: dict, task_labels) -> str:
+    """``0 (NEG)=negative, 1 (POS)=positive``: checkpoint output → task label, as run."""
+    id2label = {int(k): str(v) for k, v in (id2label or {}).items()}
+    return ", ".join(f"{o} ({id2label.get(o, o)})={task_labels[j]}" for j, o in
+                     sorted(enumerate(order), key=lambda t: t[1]))
+
+
+#: file suffixes whose content enters a folder fingerprint (config, weights, tokenizer);
+#: other files (README.md, .gitattributes, images) enter by name and size only
+FINGERPRINTED_SUFFIXES = (".json", ".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack",
+                          ".gguf", ".ckpt", ".model", ".txt", ".tiktoken", ".npz")
+
+
+def folder_fingerprint(path: str | Path) -> dict:
+    """A content fingerprint of a checkpoint folder.
+
+    The SHA-256 over every file below ``path`` (sorted relative paths, ``.git`` and hidden
+    folders skipped) of ``name``, ``size`` and, for config, weight and tokenizer files
+    (:data:`FINGERPRINTED_SUFFIXES`), the SHA-256 of the content.
+
+    Returns:
+        ``{"sha256", "files", "bytes"}``.
+    """
+    import hashlib
+
+    root = Path(path)
+    total = hashlib.sha256()
+    files, size = 0, 0
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = f.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts[:-1]) or rel.name == ".DS_Store":
+            continue
+        n = f.stat().st_size
+        digest = ""
+        if f.suffix.lower() in FINGERPRINTED_SUFFIXES:
+            h = hashlib.sha256()
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            digest = h.hexdigest()
+        total.update(f"{rel.as_posix()}\0{n}\0{digest}\n".encode())
+        files, size = files + 1, size + n
+    return {"sha256": total.hexdigest(), "files": files, "bytes": size}
+
+
+def _local_base(name: str) -> str:
+    """A peft adapter's base model as ``from_pretrained`` takes it: the Hub id of an alias
+    whose weights are installed offline (all-MiniLM-L6-v2) resolves to that copy."""
+    for alias in ALIASES.values():
+        if alias.hub_id == name and alias.local_package:
+            path, _ = resolve_model(next(k for k, v in ALIASES.items() if v is alias))
+            return path
+    return resolve_model(name)[0]
+
+
+def _head_labels(state: dict) -> int | None:
+    """Rows of a saved classification head's output layer in a peft adapter's tensors."""
+    for suffix in ("classifier.out_proj.weight", "classifier.weight", "score.weight"):
+        for k, v in state.items():
+            if k.endswith(suffix) and getattr(v, "ndim", 0) == 2:
+                return int(v.shape[0])
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    msg = str(e).strip()
+    return msg.splitlines()[0] if msg else type(e).__name__
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """``transformers``' "newly initialized weights" warning off: :func:`load_checkpoint`
+    checks the missing weights itself (an adapter supplies its base's head; a bare encoder is
+    refused without ``allow_new_head``)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def _load_classifier(source: str, adapter: bool, hub: dict):
+    """``(model, tokenizer, newly initialised weight names, adapter record)`` of a checkpoint
+    (:func:`load_checkpoint`)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    if not adapter:
+        tokenizer = AutoTokenizer.from_pretrained(source, **hub)
+        hf, loading = AutoModelForSequenceClassification.from_pretrained(
+            source, output_loading_info=True, **hub)
+        return hf, tokenizer, list(loading["missing_keys"]), None
+    from peft import PeftConfig, PeftModel
+    from peft.utils import load_peft_weights
+
+    pcfg = PeftConfig.from_pretrained(source)
+    base = _local_base(pcfg.base_model_name_or_path)
+    state = load_peft_weights(source, device="cpu")
+    own = (Path(source) / "config.json").is_file()
+    config = AutoConfig.from_pretrained(source if own else base)
+    n_head = _head_labels(state)
+    if not own and n_head is not None and n_head != config.num_labels:
+        config = AutoConfig.from_pretrained(base, num_labels=n_head)
+    hf, loading = AutoModelForSequenceClassification.from_pretrained(
+        base, config=config, output_loading_info=True)
+    covered = {k.removeprefix("base_model.model.") for k in state}
+    new = [k for k in loading["missing_keys"] if k not in covered]
+    hf = PeftModel.from_pretrained(hf, source)
+    tok_dir = source if (Path(source) / "tokenizer_config.json").is_file() else base
+    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    adapter_info = {"peft_type": str(getattr(pcfg.peft_type, "value", pcfg.peft_type)),
+                    "base_model": pcfg.base_model_name_or_path, "base_source": base,
+                    "adapter_parameters": int(sum(v.numel() for v in state.values()))}
+    return hf, tokenizer, new, adapter_info
+
+
+def load_checkpoint(model: str, task_labels: tuple[str, ...] | list[str], *,
+                    label_map: str | dict | None = None, allow_new_head: bool = False,
+                    revision: str | None = None, task_name: str = "the task",
+                    fingerprint: bool = True):
+    """Load a trained sequence classifier with its own head (``rbnlp eval --model``).
+
+    ``model`` is a local ``save_pretrained`` folder, a Hub id, an alias
+    (:func:`resolve_model`), or a folder holding a peft adapter (``adapter_config.json``),
+    which is loaded onto its base model (``base_model_name_or_path``; the Hub id of an
+    offline alias resolves to its installed copy) with ``peft.PeftModel.from_pretrained``.
+    An adapter folder's labels come from a ``config.json`` saved next to it, else its head's
+    size and the base config's (generic) names.
+
+    Args:
+        model: the checkpoint.
+        task_labels: the task's label names (by task label id).
+        label_map: ``--label-map`` (:func:`label_order`).
+        allow_new_head: accept weights that the checkpoint lacks and ``transformers``
+            initialises at random (a bare encoder's classification head); the label names
+            of such a head mean nothing, so without ``label_map`` outputs map in order.
+        revision: Hub revision (branch, tag or commit) of a Hub id.
+        task_name: for messages.
+        fingerprint: compute a folder's fingerprint (:func:`folder_fingerprint`; attack
+            workers skip it).
+
+    Returns:
+        ``(tokenizer, classifier, info)``: a :class:`CheckpointClassifier` in eval mode and
+        the record stored as the run's ``backbone``: ``source`` (``{"type": "folder",
+        "path", "fingerprint", "files", "bytes"}`` or ``{"type": "hub", "id", "revision",
+        "commit"}``), ``model_type``, ``architecture``, ``parameters``, ``id2label``,
+        ``label_order``, ``labels`` (readable), ``new_weights`` and ``adapter`` (peft type
+        and base model, or ``None``).
+
+    Raises:
+        ConfigError: (one line) the model cannot be loaded; the label counts differ or the
+            mapping is ambiguous or unknown (:func:`label_order`); newly initialised weights
+            without ``allow_new_head``.
+    """
+    source, _ = resolve_model(model)
+    local = os.path.isdir(source)
+    if local and revision is not None:
+        raise ConfigError(f"--revision applies to Hub ids; {model!r} is a local folder")
+    adapter = local and (Path(source) / "adapter_config.json").is_file()
+    hub = {} if local or revision is None else {"revision": revision}
+    try:
+        with _quiet_loading():
+            hf, tokenizer, new, adapter_info = _load_classifier(source, adapter, hub)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        close = alias_suggestion(model) if model not in ALIASES else None
+        hint = f"; did you mean {close!r}?" if close else ""
+        raise ConfigError(f"cannot load model {model!r} from {source!r}: "
+                          f"{_first_line(e)}{hint}") from None
+    id2label = {int(k): str(v) for k, v in hf.config.id2label.items()}
+    if new and not allow_new_head:
+        shown = ", ".join(sorted(new)[:3]) + (", ..." if len(new) > 3 else "")
+        raise ConfigError(f"{model!r} has no trained classification head: {len(new)} weights "
+                          f"would be newly initialised ({shown}); evaluate a fine-tuned "
+                          "checkpoint, or pass --allow-new-head to attack a random head")
+    if new and label_map is None and len(id2label) == len(task_labels):
+        order = list(range(len(task_labels)))  # a random head: its names mean nothing
+    else:
+        order = label_order(id2label, task_labels, label_map, task_name)
+    prepare_tokenizer(tokenizer, hf)
+    hf.eval()
+    clf = CheckpointClassifier(hf, order)
+    base_model = clf.base_encoder
+    if local:
+        src = {"type": "folder", "path": str(Path(source).resolve())}
+        if fingerprint:
+            src.update({k if k != "sha256" else "fingerprint": v
+                        for k, v in folder_fingerprint(source).items()})
+    else:
+        src = {"type": "hub", "id": source, "revision": revision,
+               "commit": getattr(base_model.config, "_commit_hash", None)}
+    info = {"model": model, "source": src, "model_type": base_model.config.model_type,
+            "architecture": type(base_model).__name__,
+            # peft keeps the base head beside its trained copy (modules_to_save): count one
+            "parameters": int(sum(q.numel() for n, q in clf.named_parameters()
+                                  if ".original_module." not in n)),
+            "id2label": {str(k): v for k, v in sorted(id2label.items())},
+            "label_order": order, "labels": describe_order(order, id2label, task_labels),
+            "new_weights": sorted(new), "adapter": adapter_info, "head": "checkpoint"}
+    return tokenizer, clf, info

@@ -1,6 +1,8 @@
 """The ``rbnlp`` command line.
 
 ``rbnlp run``           train a defense, attack it, store and print the results
+``rbnlp eval``          attack a trained checkpoint as it is (no training), store the results
+``rbnlp export RUN_ID`` write a run's attacked examples as JSON lines, CSV, Parquet or a dataset
 ``rbnlp list KIND``     defenses, attacks, tasks or models, with their parameters
 ``rbnlp leaderboard``   the stored runs of one task × attack, one ranked table per protocol
 ``rbnlp rescore``       recompute stored runs' protocols, curves and invalid-swap rates
@@ -30,10 +32,11 @@ def _fmt(v, nd: int = 2) -> str:
     return str(v)
 
 
-def summary_table(m: dict, run: dict) -> str:
-    """The end-of-run table: one metric per line."""
+def summary_table(m: dict, run: dict, extra: list[tuple[str, str]] | None = None) -> str:
+    """The end-of-run table: one metric per line (``extra`` rows after the run's name)."""
+    trainable = run.get("trainable")
     rows = [
-        ("run id", run["run_id"]), ("task / defense / attack", run["what"]),
+        ("run id", run["run_id"]), ("task / defense / attack", run["what"]), *(extra or []),
         ("ACC (clean, full dev)", _fmt(m.get("acc"))),
         ("clean acc on attacked set", _fmt(m.get("attacked_clean_acc"))),
         ("AUA", _fmt(m.get("aua"))), ("AVG = (ACC+AUA)/2", _fmt(m.get("avg"))),
@@ -42,15 +45,19 @@ def summary_table(m: dict, run: dict) -> str:
          f"{m.get('attacked')} / {m.get('successful')} / {m.get('failed')} / {m.get('skipped')}"),
         ("avg queries", _fmt(m.get("avg_queries"), 1)),
         ("avg perturbed words %", _fmt(m.get("avg_perturbed_pct"))),
-        ("trainable parameters", f"{run['trainable']:,}"),
+        ("trainable parameters", f"{trainable:,}" if trainable is not None else "-"),
         ("peak training memory (MB)", _fmt(run.get("peak_mb"), 0)),
         ("train / attack time (s)", f"{_fmt(run['train_s'], 1)} / {_fmt(run['attack_s'], 1)}"),
         ("mean ‖δ‖/‖E(x)‖", _fmt(m.get("delta_ratio"), 4)),
         ("predicted classes % (dev)",
          ", ".join(f"{k} {v:.1f}" for k, v in (m.get("pred_distribution") or {}).items())),
     ]
+    if run.get("evaluate_only"):  # nothing trained: no training rows
+        drop = ("trainable parameters", "peak training memory (MB)", "mean ‖δ‖/‖E(x)‖")
+        rows = [("attack time (s)", _fmt(run["attack_s"], 1)) if k.startswith("train / attack")
+                else (k, v) for k, v in rows if k not in drop]
     if m.get("f1") is not None:
-        rows.insert(3, ("F1 (clean, full dev)", _fmt(m["f1"])))
+        rows.insert(3 + len(extra or []), ("F1 (clean, full dev)", _fmt(m["f1"])))
     if m.get("degenerate"):
         rows.append(("WARNING", "degenerate: majority predicted class exceeds its gold share "
                                 "by > 15 points; AUA is not meaningful"))
@@ -103,6 +110,7 @@ def cmd_run(args) -> int:
             execute(cfg, resume=args.resume, shard=shard)
         return 0
     store = open_store(args.db)
+    print(f"database: {store.safe_url}", flush=True)
     with _sigterm_as_interrupt():
         m = execute(cfg, resume=args.resume, store=store, echo=lambda s: print(s, flush=True),
                     continue_matching=not args.fresh, shard=shard)
@@ -117,6 +125,63 @@ def cmd_run(args) -> int:
                             "train_s": run.train_seconds, "attack_s": run.attack_seconds}))
     print(f"stored in {store.engine.url.render_as_string()} (run {run.id}); "
           f"artifacts in {run.artifact_dir}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .config import parse_set_options
+    from .db import open_store
+    from .distributed import is_main_process
+    from .evaluate import EvalConfig, evaluate_model, source_text
+
+    if not is_main_process():  # a multi-process launch: nothing to train, one process attacks
+        return 0
+    store = open_store(args.db)
+    print(f"database: {store.safe_url}", flush=True)
+    cfg = EvalConfig(model=args.model or "", task=args.task, attack=args.attack,
+                     seed=args.seed,
+                     num_examples=None if args.num_examples == 0 else args.num_examples,
+                     max_length=args.max_length, device=args.device, db=args.db,
+                     data_dir=args.data_dir, progress=not args.no_progress,
+                     workers=args.workers, mixed_precision=args.mixed_precision,
+                     revision=args.revision, label_map=args.label_map,
+                     allow_new_head=args.allow_new_head, name=args.name,
+                     paper_url=args.paper_url, reported_acc=args.reported_acc,
+                     reported_aua=args.reported_aua,
+                     attack_params=parse_set_options(args.attack_set))
+    if args.query_budget is not None:
+        cfg.attack_params["query_budget"] = str(args.query_budget)
+    if not args.resume and not cfg.model:
+        from .errors import ConfigError
+
+        raise ConfigError("rbnlp eval needs --model FOLDER_OR_HUB_ID (or --resume RUN_ID)")
+    with _sigterm_as_interrupt():
+        m = evaluate_model(cfg, resume=args.resume, store=store,
+                           echo=lambda s: print(s, flush=True), continue_matching=not args.fresh)
+    run = store.get_run(m["run_id"])
+    card = (run.backbone or {}).get("model_card") or {}
+    extra = [("model", str(card.get("name"))), ("source", source_text(card.get("source"))),
+             ("parameters", f"{card.get('parameters') or 0:,}"),
+             ("labels (checkpoint → task)", str(card.get("labels")))]
+    print(summary_table(m, {"run_id": run.id, "what": f"{run.task} / {run.defense} / {run.attack}",
+                            "trainable": None, "peak_mb": None, "train_s": None,
+                            "attack_s": run.attack_seconds, "evaluate_only": True}, extra))
+    print(f"stored in {store.safe_url} (run {run.id})")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .db import open_store
+    from .export import export_run, format_of
+
+    fmt = format_of(args.out, args.format)
+    store = open_store(args.db)
+    run = store.get_run(args.run_id)
+    n = export_run(store, args.run_id, args.out, fmt, successful_only=args.successful_only)
+    what = "successful adversarial examples" if args.successful_only else "attacked examples"
+    note = "" if run.status == "finished" else f" (run not finished: status {run.status})"
+    print(f"wrote {n} {what} of run {run.id} ({run.task} / {run.defense} / {run.attack}) to "
+          f"{args.out} as {fmt}{note}")
     return 0
 
 
@@ -174,9 +239,14 @@ def show_summary(run, rows: list[dict] | None = None) -> str:
     from .attacks.protocol import describe_protocol
     from .stats import wilson_interval
 
+    from .evaluate import card_line
+
     m = run.metrics
     lines = [f"run {run.id}: {run.defense} on {run.task} ({run.model}, seed {run.seed}), "
              f"attack {run.attack}, status {run.status}"]
+    card = card_line((run.backbone or {}).get("model_card"))
+    if card:
+        lines.append(card)
     if run.protocol:
         lines.append(f"protocol {run.protocol_hash}: {describe_protocol(run.protocol)}")
     else:
@@ -371,14 +441,13 @@ def cmd_app(args) -> int:
     from sqlalchemy.exc import ArgumentError
 
     from .app import SCRIPT
-    from .db import default_url, open_store
+    from .db import open_store
+    from .db.store import database_url
     from .errors import ConfigError
 
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port must be 1-65535, got {args.port}")
-    url = args.db or default_url()
-    if "://" not in url:
-        url = f"sqlite:///{url}"
+    url = database_url(args.db)  # a URL, or a SQLite path ending in .db/.sqlite/.sqlite3
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -397,6 +466,29 @@ def cmd_app(args) -> int:
     # replace this process, so stopping `rbnlp app` stops the server
     os.execve(sys.executable, cmd, {**os.environ, "RBNLP_DB": url})
     return 0  # pragma: no cover - execve does not return
+
+
+EVAL_HELP = """\
+Attack a trained checkpoint as it is: no defense is trained. The checkpoint is loaded with
+AutoModelForSequenceClassification and its own trained head (a folder holding a peft adapter,
+adapter_config.json, loads onto its base model through peft), evaluated on the full dev split
+(ACC), attacked, and stored and ranked like a trained run: defense "none", shown by
+`rbnlp leaderboard`, `rbnlp show`, `rbnlp compare`, `rbnlp export`.
+
+labels   the checkpoint's outputs map to the task's labels by their id2label names
+         (case-insensitive); otherwise give --label-map 0=negative,1=positive. A different
+         label count, an ambiguous mapping and a checkpoint whose head would be newly
+         initialised (without --allow-new-head) stop with a one-line error before anything
+         is stored.
+card     a model card is stored with the run (runs.backbone["model_card"]): name, source
+         (Hub id and revision, or the folder's sha256 fingerprint over file names, sizes and
+         config/weight contents), --paper-url, --reported-acc/--reported-aua, parameters.
+resume   every attacked example is committed as it is produced; --resume RUN_ID, or the
+         same command again, continues an interrupted run (a folder must keep its
+         fingerprint); --fresh starts a new one.
+
+example  rbnlp eval --model ./my-sst2-model --task sst2 --attack textfooler --num-examples 100
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -450,6 +542,66 @@ def build_parser() -> argparse.ArgumentParser:
                    help="attack only shard I of N of the examples (rows I, I+N, ...); other "
                    "machines join with --resume RUN_ID --shard J/N and a shared --db")
     r.set_defaults(func=cmd_run)
+
+    ev = sub.add_parser(
+        "eval", help="attack a trained checkpoint as it is (no training), store the results",
+        formatter_class=argparse.RawDescriptionHelpFormatter, description=EVAL_HELP)
+    ev.add_argument("--model", default=None, metavar="HUB_ID_OR_DIR",
+                    help="the checkpoint: a save_pretrained folder of a *ForSequenceClassification "
+                    "model, a folder holding a peft adapter (adapter_config.json), a Hub id")
+    ev.add_argument("--task", default="sst2")
+    ev.add_argument("--attack", default="textfooler")
+    ev.add_argument("--label-map", default=None, metavar="ID=LABEL,...",
+                    help="checkpoint output id → task label, e.g. 0=negative,1=positive "
+                    "(default: match the checkpoint's id2label names, case-insensitive)")
+    ev.add_argument("--allow-new-head", action="store_true",
+                    help="accept a checkpoint without a trained classification head (its "
+                    "head is then random: the run measures a random classifier)")
+    ev.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
+    ev.add_argument("--name", default=None, help="model card name (default: the folder name "
+                    "or Hub id)")
+    ev.add_argument("--paper-url", default=None, help="model card: the paper or a link")
+    ev.add_argument("--reported-acc", type=float, default=None,
+                    help="model card: ACC its authors report (%%)")
+    ev.add_argument("--reported-aua", type=float, default=None,
+                    help="model card: AUA its authors report (%%)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--num-examples", type=int, default=100,
+                    help="dev examples to attack (0 = all)")
+    ev.add_argument("--query-budget", type=int, default=None,
+                    help="max victim queries per attacked example")
+    ev.add_argument("--attack-set", action="append", metavar="KEY=VALUE",
+                    help="attack option (repeatable; rbnlp list attacks)")
+    ev.add_argument("--max-length", type=int, default=None)
+    ev.add_argument("--device", default=None)
+    ev.add_argument("--mixed-precision", choices=("auto", "no", "bf16"), default="auto")
+    ev.add_argument("--workers", type=int, default=1,
+                    help="attack processes, each attacking a disjoint shard of the examples")
+    ev.add_argument("--db", default=None, help="SQLAlchemy URL (default $RBNLP_DB or "
+                    "sqlite:///rbnlp.db)")
+    ev.add_argument("--data-dir", default=None, help="local GLUE mirror (default: found "
+                    "automatically, else the Hugging Face Hub)")
+    ev.add_argument("--resume", metavar="RUN_ID", default=None,
+                    help="continue an interrupted evaluate-only run (re-running the same "
+                    "command also continues the latest unfinished one)")
+    ev.add_argument("--fresh", action="store_true",
+                    help="start a new run even if an unfinished one with the same settings "
+                    "exists")
+    ev.add_argument("--no-progress", action="store_true")
+    ev.set_defaults(func=cmd_eval)
+
+    ex = sub.add_parser("export", help="write a run's attacked examples (JSON lines, CSV, "
+                        "Parquet or a Hugging Face dataset folder)")
+    ex.add_argument("run_id", metavar="RUN_ID")
+    ex.add_argument("--format", choices=("jsonl", "csv", "parquet", "hf"), default=None,
+                    help="default: from the --out suffix (.jsonl, .csv, .parquet); hf writes "
+                    "a datasets.Dataset folder (datasets.load_from_disk)")
+    ex.add_argument("--out", required=True, metavar="PATH", help="output file (hf: folder)")
+    ex.add_argument("--successful-only", action="store_true",
+                    help="only the successful adversarial examples, as a training set: the "
+                    "adversarial texts under the task's column names, label = gold")
+    ex.add_argument("--db", default=None)
+    ex.set_defaults(func=cmd_export)
 
     mg = sub.add_parser("merge", help="finish a run attacked in shards once every shard is in")
     mg.add_argument("run_id")

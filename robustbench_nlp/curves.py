@@ -108,6 +108,11 @@ is scored in (:class:`~robustbench_nlp.attacks.wrapper.ClassifierWrapper` caches
 holds within a run; across fresh processes padded batches could differ in the last float
 bits, which matters only for exact ties).
 
+The same arguments hold for a run that already had constraints of its own: the curves are
+those of the stored run's attack with the cap or budget *added* (for a run with a query
+budget ``B``, budget ``b`` means ``min(b, B)``; the default budgets stop at the largest stored
+query count, ``<= B``).
+
 Rows of older runs
 ------------------
 A row without ``extra["total_words"]`` falls back to ``num_words`` (the modifiable segment's

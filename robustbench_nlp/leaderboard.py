@@ -50,7 +50,7 @@ COLUMNS = ["protocol", "config", "defense", "carrier", "backbone", "settings", "
 CONFIG_COLUMNS = ["rank", "defense", "carrier", "backbone", "settings", "seeds", "ACC",
                   "ACC sd", "ACC low", "ACC high", "AUA", "AUA sd", "AUA low", "AUA high",
                   "AUA@10", "AUA@30", "curve area", "PDR", "invalid swaps %", "ASR",
-                  "avg queries", "perturbed %", "degenerate", "config", "runs"]
+                  "avg queries", "perturbed %", "degenerate", "config", "runs", "repeats"]
 #: the per-run columns shown when a configuration is expanded
 RUN_DETAIL_COLUMNS = ["run id", "seed", "ACC", "ACC low", "ACC high", "AUA", "AUA low",
                       "AUA high", "AUA@10", "AUA@30", "curve area", "PDR", "invalid swaps %",
@@ -178,16 +178,6 @@ def settings_column(defenses: pd.Series, configs: pd.Series) -> pd.Series:
     return out
 
 
-def _wilson_pct(k, n):
-    from .stats import wilson_interval
-
-    if n is None or k is None or (isinstance(n, float) and math.isnan(n)) or n <= 0 \
-            or (isinstance(k, float) and math.isnan(k)):
-        return (np.nan, np.nan)
-    lo, hi = wilson_interval(int(k), int(n))
-    return (100.0 * lo, 100.0 * hi)
-
-
 def leaderboard(db: str | None = None, task: str = "sst2", attack: str = "textfooler",
                 store=None, runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Finished runs of ``task`` × ``attack``, one row per run, with their protocol and
@@ -223,9 +213,8 @@ def leaderboard(db: str | None = None, task: str = "sst2", attack: str = "textfo
         return pd.DataFrame(columns=COLUMNS)
     num = lambda c: pd.to_numeric(df[c], errors="coerce")  # noqa: E731
     acc, n_eval = num("acc"), num("eval_examples")
-    correct = (acc * n_eval / 100.0).round()
-    acc_ci = [_wilson_pct(k, n) for k, n in zip(correct, n_eval)]
-    aua_ci = [_wilson_pct(k, n) for k, n in zip(num("failed"), num("attacked"))]
+    acc_lo, acc_hi = _wilson_pct_arrays((acc * n_eval / 100.0).round(), n_eval)
+    aua_lo, aua_hi = _wilson_pct_arrays(num("failed"), num("attacked"))
     clean_att = num("attacked_clean_acc")
     pdr = np.where(clean_att > 0, 100.0 * (1.0 - num("aua") / clean_att), np.nan)
     configs = df["config"].map(configuration_of)
@@ -235,9 +224,8 @@ def leaderboard(db: str | None = None, task: str = "sst2", attack: str = "textfo
         "defense": df["defense"], "carrier": df["config"].map(carrier_of),
         "backbone": df["model"], "settings": "",
         "seed": pd.to_numeric(df["seed"], errors="coerce").astype("Int64"),
-        "ACC": acc, "ACC low": [c[0] for c in acc_ci], "ACC high": [c[1] for c in acc_ci],
-        "AUA": num("aua"), "AUA low": [c[0] for c in aua_ci],
-        "AUA high": [c[1] for c in aua_ci],
+        "ACC": acc, "ACC low": acc_lo, "ACC high": acc_hi,
+        "AUA": num("aua"), "AUA low": aua_lo, "AUA high": aua_hi,
         "AUA@10": num("aua_at_10"), "AUA@30": num("aua_at_30"),
         "curve area": num("curve_area"), "PDR": pdr,
         "invalid swaps %": num("invalid_swap_rate"),
@@ -260,16 +248,6 @@ def leaderboard(db: str | None = None, task: str = "sst2", attack: str = "textfo
     return out[COLUMNS]
 
 
-def _mean(v: pd.Series) -> float:
-    v = pd.to_numeric(v, errors="coerce").dropna()
-    return float(v.mean()) if len(v) else np.nan
-
-
-def _sd(v: pd.Series) -> float:
-    v = pd.to_numeric(v, errors="coerce").dropna()
-    return float(v.std(ddof=1)) if len(v) > 1 else np.nan
-
-
 def configuration_rows(board: pd.DataFrame) -> pd.DataFrame:
     """Pool the runs of one protocol (rows of :func:`leaderboard`) per configuration.
 
@@ -283,43 +261,113 @@ def configuration_rows(board: pd.DataFrame) -> pd.DataFrame:
         are means over seeds, ``… sd`` their sample standard deviations (NaN for one seed),
         ``… low``/``high`` the Wilson 95% interval of all seeds' examples pooled
         (:func:`robustbench_nlp.stats.pooled`); the summaries (``AUA@10`` ...) are means;
-        ``runs`` lists the run ids by seed.
+        ``runs`` lists the pooled run ids by seed: one per seed, the earliest finished;
+        later runs of a seed already pooled (re-runs of the same cell) are in ``repeats``.
     """
     if board.empty:
         return pd.DataFrame(columns=CONFIG_COLUMNS)
-    recs = []
-    for (cfg, degen), g in board.groupby(["config", "degenerate"], sort=False):
-        g = g.sort_values(["seed", "run id"], kind="stable")
-        n_eval_att = pd.to_numeric(g["attacked"], errors="coerce")
-        failed = (g["AUA"] * n_eval_att / 100.0).round()
-        aua_ci = _pooled_ci(failed, n_eval_att)
-        n_dev = pd.to_numeric(g["eval examples"], errors="coerce")
-        acc_ci = _pooled_ci((g["ACC"] * n_dev / 100.0).round(), n_dev)
-        recs.append({
-            "rank": pd.NA, "defense": g["defense"].iloc[0], "carrier": g["carrier"].iloc[0],
-            "backbone": g["backbone"].iloc[0], "settings": g["settings"].iloc[0],
-            "seeds": int(g["seed"].nunique()), "ACC": _mean(g["ACC"]), "ACC sd": _sd(g["ACC"]),
-            "ACC low": acc_ci[0], "ACC high": acc_ci[1], "AUA": _mean(g["AUA"]),
-            "AUA sd": _sd(g["AUA"]), "AUA low": aua_ci[0], "AUA high": aua_ci[1],
-            **{c: _mean(g[c]) for c in ("AUA@10", "AUA@30", "curve area", "PDR",
-                                         "invalid swaps %", "ASR", "avg queries",
-                                         "perturbed %")},
-            "degenerate": bool(degen), "config": cfg, "runs": ", ".join(g["run id"]),
-        })
-    out = pd.DataFrame(recs, columns=CONFIG_COLUMNS)
+    # plain Python over the records: a table holds tens of runs, and pandas' per-group
+    # machinery would cost more than the arithmetic (the app redraws this on every visit)
+    recs = board.to_dict("records")
+    recs.sort(key=lambda r: (_key(r["seed"]), _key(r["date"]), str(r["run id"])))
+    groups: dict[tuple, dict] = {}
+    for r in recs:
+        g = groups.setdefault((r["config"], bool(r["degenerate"])),
+                              {"runs": [], "repeats": [], "seeds": set()})
+        if r["seed"] in g["seeds"]:
+            # one run per seed: the earliest finished (as `rbnlp sweep` counts a cell);
+            # later runs of the same seed are repeats, listed but not pooled
+            g["repeats"].append(r["run id"])
+            continue
+        g["seeds"].add(r["seed"])
+        g["runs"].append(r)
+    means = ("AUA@10", "AUA@30", "curve area", "PDR", "invalid swaps %", "ASR", "avg queries",
+             "perturbed %")
+    rows, counts = [], []
+    for (cfg, degen), g in groups.items():
+        runs = g["runs"]
+        first = runs[0]
+        row = {"rank": pd.NA, "defense": first["defense"], "carrier": first["carrier"],
+               "backbone": first["backbone"], "settings": first["settings"],
+               "seeds": len(runs)}
+        for c in ("ACC", "AUA"):
+            row[c], row[f"{c} sd"] = _mean_sd([r[c] for r in runs])
+        for c in means:
+            row[c] = _mean_sd([r[c] for r in runs])[0]
+        row.update({"degenerate": degen, "config": cfg,
+                    "runs": ", ".join(r["run id"] for r in runs),
+                    "repeats": ", ".join(g["repeats"])})
+        rows.append(row)
+        counts.append((_pooled_count(runs, "AUA", "attacked"),
+                       _pooled_count(runs, "ACC", "eval examples")))
+    out = pd.DataFrame(rows)
+    for j, c in enumerate(("AUA", "ACC")):
+        k = pd.Series([cnt[j][0] for cnt in counts], dtype=float)
+        n = pd.Series([cnt[j][1] for cnt in counts], dtype=float)
+        out[f"{c} low"], out[f"{c} high"] = _wilson_pct_arrays(k, n)
     out = out.sort_values(["degenerate", "AUA", "ACC", "config"],
                           ascending=[True, False, False, True], na_position="last",
                           kind="stable").reset_index(drop=True)
-    ok = ~out["degenerate"]
+    ok = (~out["degenerate"]).to_numpy()
     out["rank"] = pd.array([i + 1 if o else pd.NA for i, o in enumerate(ok)], dtype="Int64")
     return out[CONFIG_COLUMNS]
 
 
-def _pooled_ci(successes: pd.Series, ns: pd.Series) -> tuple[float, float]:
-    k, n = successes.dropna(), ns.dropna()
-    if len(k) != len(successes) or len(n) != len(ns) or n.sum() <= 0:
-        return (np.nan, np.nan)
-    return _wilson_pct(int(k.sum()), int(n.sum()))
+def _key(v):
+    """Sort key that puts missing values last."""
+    missing = v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+    return (1, "") if missing else (0, v)
+
+
+def _num(v) -> float:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return x
+
+
+def _mean_sd(values) -> tuple[float, float]:
+    """Mean and sample standard deviation of the non-missing ``values`` (NaN where
+    undefined: no value; one value for the deviation)."""
+    xs = [x for x in map(_num, values) if not math.isnan(x)]
+    if not xs:
+        return math.nan, math.nan
+    mean = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return mean, math.nan
+    return mean, math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def _pooled_count(runs: list[dict], rate: str, n_col: str) -> tuple[float, float]:
+    """``(sum of successes, sum of n)`` of a rate (percent) over ``runs``; NaN when a run
+    lacks either (the interval is then not shown)."""
+    k = n = 0.0
+    for r in runs:
+        rate_v, n_v = _num(r[rate]), _num(r[n_col])
+        if math.isnan(rate_v) or math.isnan(n_v):
+            return math.nan, math.nan
+        k += round(rate_v * n_v / 100.0)
+        n += n_v
+    return k, n
+
+
+def _wilson_pct_arrays(k: pd.Series, n: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson 95% limits (percent) of ``k / n`` element-wise, the closed form of
+    :func:`robustbench_nlp.stats.wilson_interval` (NaN where ``n`` is missing or 0)."""
+    from .stats import _z
+
+    k = pd.to_numeric(k, errors="coerce").to_numpy(dtype=float)
+    n = pd.to_numeric(n, errors="coerce").to_numpy(dtype=float)
+    z = _z(0.95)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = z * np.sqrt(z * z + 4 * k * (1 - k / n))
+        low = (2 * k + z * z - half) / (2 * (n + z * z))
+        high = (2 * k + z * z + half) / (2 * (n + z * z))
+    low = np.where(k == 0, 0.0, np.clip(low, 0.0, 1.0))
+    high = np.where(k == n, 1.0, np.clip(high, 0.0, 1.0))
+    bad = ~(n > 0) | np.isnan(k)
+    return np.where(bad, np.nan, 100 * low), np.where(bad, np.nan, 100 * high)
 
 
 @dataclass
@@ -383,6 +431,8 @@ def protocol_tables(board: pd.DataFrame, runs: pd.DataFrame | None = None
     for proto, rows in board.groupby("protocol", sort=False):
         rows = rows.reset_index(drop=True)
         configs = configuration_rows(rows)
+        if proto == NO_PROTOCOL:  # not known to be comparable: listed, never ranked
+            configs["rank"] = pd.array([pd.NA] * len(configs), dtype="Int64")
         rec = records.get(proto, {})
         if proto == NO_PROTOCOL:
             desc = ("protocol not recorded (runs stored before protocols existed): "
@@ -426,7 +476,7 @@ def format_configurations(configs: pd.DataFrame) -> pd.DataFrame:
                                             "invalid swaps %", "ASR")},
         "avg queries": configs["avg queries"].map(lambda v: _pct(v, 1)),
         "perturbed %": configs["perturbed %"].map(_pct),
-        "runs": configs["runs"],
+        "runs": configs["runs"], "repeats": configs["repeats"],
     })
 
 

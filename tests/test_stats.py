@@ -122,3 +122,18 @@ def test_pooled():
     for bad in [([], []), ([1, 2], [3]), ([5], [4]), ([-1], [4])]:
         with pytest.raises(ValueError):
             pooled(*bad)
+
+
+def test_wilson_closed_form_agrees_with_scipy():
+    """The closed form equals scipy's independent implementation over a grid of counts."""
+    from scipy.stats import binomtest
+
+    from robustbench_nlp.stats import wilson_interval
+
+    for n in (1, 2, 7, 20, 100, 872):
+        for k in sorted({0, 1, n // 3, n // 2, n - 1, n}):
+            for conf in (0.9, 0.95, 0.99):
+                ci = binomtest(k, n).proportion_ci(confidence_level=conf, method="wilson")
+                lo, hi = wilson_interval(k, n, conf)
+                assert lo == pytest.approx(max(0.0, ci.low), abs=1e-12)
+                assert hi == pytest.approx(min(1.0, ci.high), abs=1e-12)
