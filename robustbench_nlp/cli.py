@@ -32,17 +32,36 @@ def _fmt(v, nd: int = 2) -> str:
     return str(v)
 
 
+def _ci(k, n) -> str:
+    """`` [lo, hi]``: the Wilson 95% interval (percent) of ``k / n``; ``""`` without counts."""
+    if k is None or not n:
+        return ""
+    from .stats import wilson_interval
+
+    lo, hi = wilson_interval(int(k), int(n))
+    return f" [{100 * lo:.2f}, {100 * hi:.2f}]"
+
+
 def summary_table(m: dict, run: dict, extra: list[tuple[str, str]] | None = None) -> str:
     """The end-of-run table: one metric per line (``extra`` rows after the run's name)."""
     trainable = run.get("trainable")
     rows = [
         ("run id", run["run_id"]), ("task / defense / attack", run["what"]), *(extra or []),
-        ("ACC (clean, full dev)", _fmt(m.get("acc"))),
+        ("protocol", m.get("protocol_hash") or "-"),
+        ("ACC (clean, full dev) [95% CI]", _fmt(m.get("acc")) + _ci(
+            None if m.get("acc") is None or not m.get("eval_examples")
+            else round(m["acc"] * m["eval_examples"] / 100), m.get("eval_examples"))),
         ("clean acc on attacked set", _fmt(m.get("attacked_clean_acc"))),
-        ("AUA", _fmt(m.get("aua"))), ("AVG = (ACC+AUA)/2", _fmt(m.get("avg"))),
+        ("AUA [95% CI]", _fmt(m.get("aua")) + _ci(m.get("failed"), m.get("attacked"))),
+        ("AUA@10 / AUA@30 / curve area",
+         " / ".join(_fmt(m.get(k)) for k in ("aua_at_10", "aua_at_30", "curve_area"))),
+        ("PDR", _fmt(None if not m.get("attacked_clean_acc") or m.get("aua") is None
+                     else 100 * (1 - m["aua"] / m["attacked_clean_acc"]))),
+        ("AVG = (ACC+AUA)/2", _fmt(m.get("avg"))),
         ("attack success rate", _fmt(m.get("asr"))),
         ("attacked / successful / failed / skipped",
          f"{m.get('attacked')} / {m.get('successful')} / {m.get('failed')} / {m.get('skipped')}"),
+        ("invalid swaps % (polarity-reversing)", _fmt(m.get("invalid_swap_rate"))),
         ("avg queries", _fmt(m.get("avg_queries"), 1)),
         ("avg perturbed words %", _fmt(m.get("avg_perturbed_pct"))),
         ("trainable parameters", f"{trainable:,}" if trainable is not None else "-"),
@@ -57,7 +76,7 @@ def summary_table(m: dict, run: dict, extra: list[tuple[str, str]] | None = None
         rows = [("attack time (s)", _fmt(run["attack_s"], 1)) if k.startswith("train / attack")
                 else (k, v) for k, v in rows if k not in drop]
     if m.get("f1") is not None:
-        rows.insert(3 + len(extra or []), ("F1 (clean, full dev)", _fmt(m["f1"])))
+        rows.insert(4 + len(extra or []), ("F1 (clean, full dev)", _fmt(m["f1"])))
     if m.get("degenerate"):
         rows.append(("WARNING", "degenerate: majority predicted class exceeds its gold share "
                                 "by > 15 points; AUA is not meaningful"))
