@@ -297,10 +297,10 @@ def test_textfooler_attacks_each_family(family, tiny_dirs, data_dir):
 
 def test_paper_aliases_resolve_to_hub_ids_and_are_documented():
     """``--model roberta-base`` etc. resolve to Hub ids (nothing installs them offline), and
-    the README's backbone table lists every alias with its Hub id."""
+    the backbone table of docs/defenses.md lists every alias with its Hub id."""
     from robustbench_nlp.backbones import ALIASES, resolve_model
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "defenses.md").read_text()
     readme = readme.split("## Backbones", 1)[1].split("\n## ", 1)[0]
     paper = {k: a for k, a in ALIASES.items() if a.local_package is None}
     assert set(paper) == {"roberta-base", "roberta-large", "deberta-v3-base",
