@@ -416,17 +416,16 @@ class Store:
                                 & Run.train_seconds.is_not(None), fields)
 
     def runs_frame(self) -> pd.DataFrame:
-        """All runs joined with their metrics, one row per run."""
-        with self.session() as s:
-            rows = s.execute(select(Run, Metrics).outerjoin(Metrics, Metrics.run_id == Run.id)).all()
-        recs = []
-        for run, m in rows:
-            rec = {c.name: getattr(run, c.name) for c in Run.__table__.columns}
-            if m is not None:
-                rec.update({c.name: getattr(m, c.name) for c in Metrics.__table__.columns
-                            if c.name != "run_id"})
-            recs.append(rec)
-        return pd.DataFrame(recs)
+        """All runs joined with their metrics, one row per run (columns: every ``runs`` and
+        ``metrics`` column; metrics columns are ``None`` for a run without metrics).
+
+        One Core ``SELECT`` (no ORM objects): the app reads this on every cold visit."""
+        r, m = Run.__table__, Metrics.__table__
+        cols = [*r.c, *(c for c in m.c if c.name != "run_id")]
+        q = select(*cols).select_from(r.outerjoin(m, m.c.run_id == r.c.id))
+        with self.engine.connect() as conn:
+            res = conn.execute(q)
+            return pd.DataFrame(res.fetchall(), columns=list(res.keys()))
 
 
 def open_store(url: str | None = None) -> Store:
