@@ -28,7 +28,8 @@ VIEWS = ("Leaderboard", "Per-example diffs", "Compare")
 PCT_COLUMNS = ("ACC", "ACC sd", "AUA", "AUA sd", "AUA@10", "AUA@30", "curve area", "PDR",
                "invalid swaps %", "ASR", "perturbed %")
 #: the configuration table of one protocol (:func:`configuration_display`)
-CONFIG_TABLE = ["rank", "defense", "carrier", "backbone", "settings", "seeds", "ACC", "ACC sd",
+CONFIG_TABLE = ["rank", "defense", "carrier", "backbone", "model card", "settings", "seeds",
+                "ACC", "ACC sd",
                 "ACC 95% CI", "AUA", "AUA sd", "AUA 95% CI", "AUA@10", "AUA@30", "curve area",
                 "PDR", "invalid swaps %", "ASR", "avg queries", "perturbed %", "runs", "repeats",
                 "diffs", "compare"]
@@ -264,7 +265,9 @@ def configuration_display(table, task: str, attack: str, degenerate: bool = Fals
         rank = pd.array([pd.NA] * len(c), dtype="Int64")
     out = pd.DataFrame({
         "rank": rank, "defense": c["defense"], "carrier": c["carrier"],
-        "backbone": c["backbone"], "settings": c["settings"],
+        "backbone": c["backbone"],
+        "model card": c["model card"] if "model card" in c.columns else "",
+        "settings": c["settings"],
         "seeds": c["seeds"].astype("Int64"),
         "ACC": c["ACC"], "ACC sd": c["ACC sd"],
         "ACC 95% CI": [_interval(a, b) for a, b in zip(c["ACC low"], c["ACC high"])],

@@ -41,13 +41,15 @@ import pandas as pd
 from .errors import DataError
 
 #: one row per finished run (:func:`leaderboard`)
-COLUMNS = ["protocol", "config", "defense", "carrier", "backbone", "settings", "seed", "ACC",
+COLUMNS = ["protocol", "config", "defense", "carrier", "backbone", "model card", "settings",
+           "seed", "ACC",
            "ACC low", "ACC high", "AUA", "AUA low", "AUA high", "AUA@10", "AUA@30",
            "curve area", "PDR", "invalid swaps %", "AVG", "ASR", "avg queries", "perturbed %",
            "eval examples", "attacked", "trainable params", "train s", "attack resources", "degenerate",
            "date", "run id"]
 #: one row per defense configuration of one protocol (:func:`configuration_rows`)
-CONFIG_COLUMNS = ["rank", "defense", "carrier", "backbone", "settings", "seeds", "ACC",
+CONFIG_COLUMNS = ["rank", "defense", "carrier", "backbone", "model card", "settings", "seeds",
+                  "ACC",
                   "ACC sd", "ACC low", "ACC high", "AUA", "AUA sd", "AUA low", "AUA high",
                   "AUA@10", "AUA@30", "curve area", "PDR", "invalid swaps %", "ASR",
                   "avg queries", "perturbed %", "degenerate", "config", "runs", "repeats"]
@@ -72,7 +74,7 @@ _PAPER_FIELDS = ("method", "backbone", "task", "attack", "AUA", "ACC", "AVG")
 CONFIG_RUN_FIELDS = ("model", "pooling", "max_length", "mixed_precision",
                      "epoch_eval_examples")
 
-_RUN_FIELDS = ("status", "task", "attack", "defense", "model", "seed", "acc", "aua", "avg",
+_RUN_FIELDS = ("status", "task", "attack", "defense", "model", "backbone", "seed", "acc", "aua", "avg",
                "asr", "avg_queries", "avg_perturbed_pct", "trainable_params", "train_seconds",
                "resources", "degenerate", "finished_at", "id", "config", "eval_examples",
                "attacked", "failed", "attacked_clean_acc", "aua_at_10", "aua_at_30",
@@ -113,6 +115,35 @@ def resources_tag(res: dict | None) -> str:
         else:
             parts.append(str(v))
     return " + ".join(parts)
+
+
+def model_card_text(backbone: dict | None) -> str:
+    """One line of an evaluated model's card (``runs.backbone["model_card"]``, written by
+    ``rbnlp eval``; RobustBench's ``ModelInfo`` is the precedent): name, source (Hub id and
+    revision, or folder fingerprint), parameter count, and the paper link and reported
+    ACC / AUA when given; ``""`` for a run that trained its defense here."""
+    card = (backbone or {}).get("model_card") if isinstance(backbone, dict) else None
+    if not isinstance(card, dict):
+        return ""
+    src = card.get("source") or {}
+    if src.get("type") == "folder":
+        where = f"folder sha256 {str(src.get('fingerprint', ''))[:12]}"
+    else:
+        rev = src.get("commit") or src.get("revision")
+        where = f"{src.get('hub_id') or src.get('id') or 'hub'}" + (f"@{str(rev)[:12]}" if rev
+                                                                      else "")
+    parts = [str(card.get("name") or ""), where]
+    if card.get("parameters"):
+        parts.append(f"{int(card['parameters']):,} params")
+    if card.get("adapter"):
+        parts.append("peft adapter")
+    reported = [f"{k} {card[f'reported_{k.lower()}']:.2f}" for k in ("ACC", "AUA")
+                if card.get(f"reported_{k.lower()}") is not None]
+    if reported:
+        parts.append("reported " + ", ".join(reported))
+    if card.get("paper_url"):
+        parts.append(str(card["paper_url"]))
+    return " · ".join(p for p in parts if p)
 
 
 def configuration_of(config: dict | None) -> dict:
@@ -222,7 +253,9 @@ def leaderboard(db: str | None = None, task: str = "sst2", attack: str = "textfo
         "protocol": df["protocol_hash"].fillna(NO_PROTOCOL).astype(str),
         "config": [configuration_key(d, c) for d, c in zip(df["defense"], df["config"])],
         "defense": df["defense"], "carrier": df["config"].map(carrier_of),
-        "backbone": df["model"], "settings": "",
+        "backbone": df["model"],
+        "model card": df["backbone"].map(model_card_text) if "backbone" in df.columns else "",
+        "settings": "",
         "seed": pd.to_numeric(df["seed"], errors="coerce").astype("Int64"),
         "ACC": acc, "ACC low": acc_lo, "ACC high": acc_hi,
         "AUA": num("aua"), "AUA low": aua_lo, "AUA high": aua_hi,
@@ -288,7 +321,8 @@ def configuration_rows(board: pd.DataFrame) -> pd.DataFrame:
         runs = g["runs"]
         first = runs[0]
         row = {"rank": pd.NA, "defense": first["defense"], "carrier": first["carrier"],
-               "backbone": first["backbone"], "settings": first["settings"],
+               "backbone": first["backbone"], "model card": first["model card"],
+               "settings": first["settings"],
                "seeds": len(runs)}
         for c in ("ACC", "AUA"):
             row[c], row[f"{c} sd"] = _mean_sd([r[c] for r in runs])
@@ -463,10 +497,11 @@ def _interval(lo, hi) -> str:
 def format_configurations(configs: pd.DataFrame) -> pd.DataFrame:
     """Display strings of :func:`configuration_rows`: every rate with two decimals,
     ``mean ± sd`` and the pooled interval as ``[low, high]``; one decimal for queries."""
-    return pd.DataFrame({
+    out = pd.DataFrame({
         "rank": ["" if r is pd.NA or pd.isna(r) else str(int(r)) for r in configs["rank"]],
         "defense": configs["defense"], "carrier": configs["carrier"],
-        "backbone": configs["backbone"], "settings": configs["settings"],
+        "backbone": configs["backbone"], "model card": configs["model card"],
+        "settings": configs["settings"],
         "seeds": configs["seeds"],
         "ACC": [_with_sd(m, s) for m, s in zip(configs["ACC"], configs["ACC sd"])],
         "ACC 95% CI": [_interval(a, b) for a, b in zip(configs["ACC low"], configs["ACC high"])],
@@ -478,6 +513,9 @@ def format_configurations(configs: pd.DataFrame) -> pd.DataFrame:
         "perturbed %": configs["perturbed %"].map(_pct),
         "runs": configs["runs"], "repeats": configs["repeats"],
     })
+    if not out["model card"].astype(bool).any():  # only evaluated models carry a card
+        out = out.drop(columns=["model card"])
+    return out
 
 
 def format_runs(rows: pd.DataFrame) -> pd.DataFrame:

@@ -148,3 +148,21 @@ def test_paper_oom_rows_print_oom(tmp_path, monkeypatch, capsys):
     row = next(ln for ln in out.splitlines() if "llama" in ln)
     assert "nan" not in row and row.count("OOM") == 3
     assert "| 93.80 " in out
+
+
+def test_model_card_text_of_evaluated_models():
+    from robustbench_nlp.leaderboard import model_card_text
+
+    folder = {"model_card": {"name": "sst2-minilm", "parameters": 22713986,
+                             "source": {"type": "folder", "fingerprint": "3da7c393c5c36a74" * 4},
+                             "reported_acc": 91.5, "reported_aua": None,
+                             "paper_url": "https://x.org/p", "adapter": None}}
+    assert model_card_text(folder) == ("sst2-minilm · folder sha256 3da7c393c5c3 · "
+                                       "22,713,986 params · reported ACC 91.50 · "
+                                       "https://x.org/p")
+    hub = {"model_card": {"name": "bert-sst2", "parameters": 109483778,
+                          "source": {"type": "hub", "id": "textattack/bert-base-uncased-SST-2",
+                                     "revision": None, "commit": "8f3c1e2d9a7b6c5d"}}}
+    assert model_card_text(hub) == ("bert-sst2 · textattack/bert-base-uncased-SST-2@8f3c1e2d9a7b"
+                                    " · 109,483,778 params")
+    assert model_card_text({"pooling": "mean"}) == "" and model_card_text(None) == ""
