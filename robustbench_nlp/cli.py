@@ -151,7 +151,8 @@ def cmd_eval(args) -> int:
     from .config import parse_set_options
     from .db import open_store
     from .distributed import is_main_process
-    from .evaluate import EvalConfig, evaluate_model, source_text
+    from .evaluate import EvalConfig, evaluate_model
+    from .leaderboard import source_text
 
     if not is_main_process():  # a multi-process launch: nothing to train, one process attacks
         return 0

@@ -133,37 +133,12 @@ def model_card(cfg: EvalConfig, info: dict) -> ModelCard:
                      adapter=info.get("adapter"))
 
 
-def source_text(source: dict | None) -> str:
-    """One line naming a model card's source: ``Hub org/model@1a2b3c4d5e6f`` or
-    ``folder /path (sha256 0123456789abcdef, 5 files)``."""
-    if not source:
-        return "-"
-    if source.get("type") == "hub":
-        rev = source.get("commit") or source.get("revision") or "main"
-        return f"Hub {source.get('id')}@{str(rev)[:12]}"
-    return (f"folder {source.get('path')} (sha256 {str(source.get('fingerprint'))[:16]}, "
-            f"{source.get('files')} files)")
-
-
 def card_line(card: dict | None) -> str | None:
-    """The ``rbnlp show`` line of a run's model card (``None`` without one)."""
-    if not card:
-        return None
-    parts = [str(card.get("name")), source_text(card.get("source"))]
-    if card.get("parameters") is not None:
-        parts.append(f"{card['parameters']:,} parameters")
-    if card.get("adapter"):
-        a = card["adapter"]
-        parts.append(f"{a.get('peft_type')} adapter on {a.get('base_model')}")
-    if card.get("labels"):
-        parts.append(f"labels {card['labels']}")
-    reported = [f"{k} {card[f'reported_{k.lower()}']:.2f}" for k in ("ACC", "AUA")
-                if card.get(f"reported_{k.lower()}") is not None]
-    if reported:
-        parts.append("reported " + ", ".join(reported))
-    if card.get("paper_url"):
-        parts.append(str(card["paper_url"]))
-    return "model card: " + " · ".join(parts)
+    """The ``rbnlp show`` line of a run's model card (``None`` without one):
+    :func:`robustbench_nlp.leaderboard.model_card_text` in detail."""
+    from .leaderboard import model_card_text
+
+    return f"model card: {model_card_text({'model_card': card}, detail=True)}" if card else None
 
 
 @dataclass

@@ -117,26 +117,38 @@ def resources_tag(res: dict | None) -> str:
     return " + ".join(parts)
 
 
-def model_card_text(backbone: dict | None) -> str:
+def source_text(source: dict | None, detail: bool = True) -> str:
+    """Where an evaluated model's weights came from: ``Hub id@commit``, or ``folder PATH
+    (sha256 0123456789abcdef, 5 files)`` (``detail=False``: ``folder sha256 0123456789ab``)."""
+    if not source:
+        return "-"
+    if source.get("type") == "hub":
+        rev = source.get("commit") or source.get("revision") or "main"
+        return f"{'Hub ' if detail else ''}{source.get('id')}@{str(rev)[:12]}"
+    if not detail:
+        return f"folder sha256 {str(source.get('fingerprint', ''))[:12]}"
+    return (f"folder {source.get('path')} (sha256 {str(source.get('fingerprint'))[:16]}, "
+            f"{source.get('files')} files)")
+
+
+def model_card_text(backbone: dict | None, detail: bool = False) -> str:
     """One line of an evaluated model's card (``runs.backbone["model_card"]``, written by
     ``rbnlp eval``; RobustBench's ``ModelInfo`` is the precedent): name, source (Hub id and
-    revision, or folder fingerprint), parameter count, and the paper link and reported
-    ACC / AUA when given; ``""`` for a run that trained its defense here."""
+    commit, or folder fingerprint), parameter count, and the paper link and reported ACC / AUA
+    when given; ``detail`` adds the folder path, the adapter's base model and the label
+    mapping (``rbnlp show``). ``""`` for a run that trained its defense here."""
     card = (backbone or {}).get("model_card") if isinstance(backbone, dict) else None
     if not isinstance(card, dict):
         return ""
-    src = card.get("source") or {}
-    if src.get("type") == "folder":
-        where = f"folder sha256 {str(src.get('fingerprint', ''))[:12]}"
-    else:
-        rev = src.get("commit") or src.get("revision")
-        where = f"{src.get('hub_id') or src.get('id') or 'hub'}" + (f"@{str(rev)[:12]}" if rev
-                                                                      else "")
-    parts = [str(card.get("name") or ""), where]
+    parts = [str(card.get("name") or ""), source_text(card.get("source"), detail)]
     if card.get("parameters"):
-        parts.append(f"{int(card['parameters']):,} params")
+        parts.append(f"{int(card['parameters']):,} {'parameters' if detail else 'params'}")
     if card.get("adapter"):
-        parts.append("peft adapter")
+        a = card["adapter"]
+        parts.append(f"{a.get('peft_type')} adapter on {a.get('base_model')}" if detail
+                     else "peft adapter")
+    if detail and card.get("labels"):
+        parts.append(f"labels {card['labels']}")
     reported = [f"{k} {card[f'reported_{k.lower()}']:.2f}" for k in ("ACC", "AUA")
                 if card.get(f"reported_{k.lower()}") is not None]
     if reported:

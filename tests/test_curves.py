@@ -222,7 +222,7 @@ def attacked():
         pytest.skip("local data mirror not found")
     from robustbench_nlp.attacks.textfooler import TextFooler
     from robustbench_nlp.attacks.wrapper import ClassifierWrapper
-    from robustbench_nlp.backbones import load_backbone, pool
+    from victims import minilm_probe
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -230,25 +230,8 @@ def attacked():
         task = get_task("sst2")
         train_df, _ = load_split(task, "train")
         dev, _ = load_split(task, "validation")
-        torch.manual_seed(0)
-        tok, model, _ = load_backbone("minilm", 2)
-        model.eval()
-        sub = train_df.sample(TRAIN_SENTENCES, random_state=0)
-        feats = []
-        with torch.inference_mode():
-            for s in range(0, len(sub), 64):
-                enc = tok(list(sub.sentence[s:s + 64]), padding=True, truncation=True,
-                          max_length=64, return_tensors="pt")
-                feats.append(pool(model.base_encoder(**enc).last_hidden_state,
-                                  enc["attention_mask"], "mean"))
-        feats, y = torch.cat(feats), torch.tensor(sub.label.values)
-        linear = model.head[1]
-        opt = torch.optim.Adam(linear.parameters(), lr=1e-2)
-        for _ in range(TRAIN_STEPS):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(linear(feats), y).backward()
-            opt.step()
-        model.eval()
+        tok, model = minilm_probe(train_df, TRAIN_SENTENCES, TRAIN_STEPS, max_length=64,
+                                  batch_size=64)
         # one wrapper for every run: its cache gives a text the same probabilities in every
         # run whatever batch it comes in (the derivation's premise, module docstring)
         wrapper = ClassifierWrapper(model, tok, max_length=128)

@@ -89,29 +89,10 @@ def victim(sst2):
     """(tokenizer, model): all-MiniLM-L6-v2 whose mean-pooled linear head is trained for
     TRAIN_STEPS full-batch Adam steps on the frozen features of TRAIN_SENTENCES SST-2 train
     sentences (about 72% dev accuracy); built once per module."""
-    from robustbench_nlp.backbones import load_backbone, pool
+    from victims import minilm_probe
 
-    task, train_df, _ = sst2
-    torch.manual_seed(0)
-    tok, model, _ = load_backbone("minilm", 2)
-    model.eval()
-    sub = train_df.sample(TRAIN_SENTENCES, random_state=0)
-    feats = []
-    with torch.inference_mode():
-        for s in range(0, len(sub), 64):
-            enc = tok(list(sub.sentence[s:s + 64]), padding=True, truncation=True,
-                      max_length=64, return_tensors="pt")
-            feats.append(pool(model.base_encoder(**enc).last_hidden_state,
-                              enc["attention_mask"], "mean"))
-    feats, y = torch.cat(feats), torch.tensor(sub.label.values)
-    linear = model.head[1]
-    opt = torch.optim.Adam(linear.parameters(), lr=1e-2)
-    for _ in range(TRAIN_STEPS):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(linear(feats), y).backward()
-        opt.step()
-    model.eval()
-    return tok, model
+    _, train_df, _ = sst2
+    return minilm_probe(train_df, TRAIN_SENTENCES, TRAIN_STEPS, max_length=64, batch_size=64)
 
 
 @pytest.fixture(scope="module")

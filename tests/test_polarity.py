@@ -281,8 +281,8 @@ def test_constraint_takes_effect_in_textfooler_search(_one_thread, lexicon):
     from robustbench_nlp.attacks.polarity import reversing_swaps
     from robustbench_nlp.attacks.textfooler import TextFooler
     from robustbench_nlp.attacks.wrapper import ClassifierWrapper
-    from robustbench_nlp.backbones import load_backbone, pool
     from robustbench_nlp.tasks import find_data_dir, get_task, load_split
+    from victims import minilm_probe
 
     if find_data_dir() is None:
         pytest.skip("local data mirror not found")
@@ -290,23 +290,8 @@ def test_constraint_takes_effect_in_textfooler_search(_one_thread, lexicon):
     train, _ = load_split(task, "train")
     dev, _ = load_split(task, "validation")
     # victim: all-MiniLM-L6-v2, linear head trained 100 Adam steps on frozen mean-pooled
-    # features of 256 train sentences (tests/test_textfooler.py's _probe_trained)
-    torch.manual_seed(0)
-    tok, model, _ = load_backbone("minilm", 2)
-    model.eval()
-    sub = train.sample(256, random_state=0)
-    with torch.no_grad():
-        enc = tok(list(sub.sentence), padding=True, truncation=True, max_length=48,
-                  return_tensors="pt")
-        feats = pool(model.base_encoder(**enc).last_hidden_state, enc["attention_mask"], "mean")
-    y = torch.tensor(sub.label.values)
-    linear = model.head[1]
-    opt = torch.optim.Adam(linear.parameters(), lr=1e-2)
-    for _ in range(100):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(linear(feats), y).backward()
-        opt.step()
-    model.eval()
+    # features of 256 train sentences (as tests/test_textfooler.py's _probe_trained)
+    tok, model = minilm_probe(train, 256, 100, max_length=48)
 
     def attack(preserve: bool):
         atk = TextFooler(TextFooler.Config(resources="offline", preserve_polarity=preserve))

@@ -281,25 +281,11 @@ def test_textfooler_registered_and_configured():
 
 def _probe_trained(backbone, n=256, steps=100):
     """Train only the linear head on frozen features of n SST-2 train sentences (seconds)."""
-    from robustbench_nlp.backbones import pool
     from robustbench_nlp.tasks import load_split
+    from victims import linear_probe
 
-    tok, model = backbone
     train, _ = load_split("sst2", "train")
-    sub = train.sample(n, random_state=0)
-    with torch.no_grad():
-        enc = tok(list(sub.sentence), padding=True, truncation=True, max_length=48,
-                  return_tensors="pt")
-        feats = pool(model.base_encoder(**enc).last_hidden_state, enc["attention_mask"], "mean")
-    y = torch.tensor(sub.label.values)
-    lin = model.head[1]
-    opt = torch.optim.Adam(lin.parameters(), lr=1e-2)
-    for _ in range(steps):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(lin(feats), y).backward()
-        opt.step()
-    model.eval()
-    return tok, model
+    return linear_probe(*backbone, train, n, steps, max_length=48)
 
 
 def _check_consistent(results, rows, task, attacked_segment=None):
