@@ -370,14 +370,16 @@ def leaderboard_markdown(tables, task: str, attack: str, show_runs: bool = False
     configurations, its degenerate block apart and (``show_runs``) each configuration's runs."""
     from .leaderboard import format_configurations, format_runs
 
-    out = [f"# {task} × {attack}: {sum(len(t.runs) for t in tables)} finished runs, "
+    n_runs = sum(len(t.runs) for t in tables)
+    out = [f"# {task} × {attack}: {n_runs} finished run{'s' if n_runs != 1 else ''}, "
            f"{len(tables)} protocol{'s' if len(tables) != 1 else ''}\n",
            "ACC and AUA: mean ± sample std over seeds; 95% CI: Wilson interval of all seeds' "
            "examples pooled. AUA@10 / AUA@30: AUA when at most 10% / 30% of the words may "
            "change; curve area: mean AUA over word caps 0-50%. PDR = 100 × (1 − AUA / "
            "clean accuracy on the attacked set). invalid swaps %: successful examples with "
-           "a polarity-reversing word swap. `rbnlp compare RUN_A RUN_B` tests a "
-           "difference.\n"]
+           "a polarity-reversing word swap. runs: one per seed, pooled; repeats: later runs "
+           "of a seed already pooled (listed, not pooled). Ranks order the means only: "
+           "`rbnlp compare RUN_A RUN_B` tests a difference.\n"]
     for t in tables:
         label = "protocol not recorded" if not t.protocol_hash else f"protocol {t.protocol_hash}"
         out.append(f"## {label} ({len(t.runs)} runs)\n\n{t.description}\n")
