@@ -399,21 +399,13 @@ def _pooled_count(runs: list[dict], rate: str, n_col: str) -> tuple[float, float
 
 
 def _wilson_pct_arrays(k: pd.Series, n: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson 95% limits (percent) of ``k / n`` element-wise, the closed form of
-    :func:`robustbench_nlp.stats.wilson_interval` (NaN where ``n`` is missing or 0)."""
-    from .stats import _z
+    """Wilson 95% limits in percent of ``k / n`` element-wise
+    (:func:`robustbench_nlp.stats.wilson_limits`; NaN where ``n`` is missing or 0)."""
+    from .stats import wilson_limits
 
-    k = pd.to_numeric(k, errors="coerce").to_numpy(dtype=float)
-    n = pd.to_numeric(n, errors="coerce").to_numpy(dtype=float)
-    z = _z(0.95)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        half = z * np.sqrt(z * z + 4 * k * (1 - k / n))
-        low = (2 * k + z * z - half) / (2 * (n + z * z))
-        high = (2 * k + z * z + half) / (2 * (n + z * z))
-    low = np.where(k == 0, 0.0, np.clip(low, 0.0, 1.0))
-    high = np.where(k == n, 1.0, np.clip(high, 0.0, 1.0))
-    bad = ~(n > 0) | np.isnan(k)
-    return np.where(bad, np.nan, 100 * low), np.where(bad, np.nan, 100 * high)
+    low, high = wilson_limits(pd.to_numeric(k, errors="coerce").to_numpy(dtype=float),
+                              pd.to_numeric(n, errors="coerce").to_numpy(dtype=float))
+    return 100 * low, 100 * high
 
 
 @dataclass

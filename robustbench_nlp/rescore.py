@@ -18,13 +18,10 @@ from .errors import RBNLPError
 
 def total_words(segments) -> int:
     """textattack's word count of a text over all its segments (``AttackedText.words`` of
-    the whole input: :func:`textattack.shared.utils.words_from_text` of each segment)."""
-    from .textattack_compat import import_textattack
+    the whole input; :func:`robustbench_nlp.attacks.polarity.text_words`)."""
+    from .attacks.polarity import text_words
 
-    import_textattack()
-    from textattack.shared.utils import words_from_text
-
-    return sum(len(words_from_text(str(s))) for s in segments)
+    return len(text_words(tuple(str(x) for x in segments)))
 
 
 def with_total_words(rows: list[dict]) -> list[dict]:

@@ -85,12 +85,34 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
         raise ValueError(f"successes ({k}) cannot exceed n ({n})")
     if n == 0:
         return math.nan, math.nan
+    low, high = wilson_limits([k], [n], confidence)
+    return float(low[0]), float(high[0])
+
+
+def wilson_limits(successes, n, confidence: float = 0.95):
+    """:func:`wilson_interval` element-wise, unchecked, for whole table columns.
+
+    Args:
+        successes, n: array-likes of the same shape ``[N]`` (floats; NaN allowed).
+
+    Returns:
+        ``(low, high)``, two float arrays ``[N]`` of proportions in [0, 1]; NaN where ``n``
+        is missing or 0 or ``successes`` is missing. The limits are exact at the boundaries
+        (``k = 0``: low 0; ``k = n``: high 1).
+    """
+    import numpy as np
+
+    k = np.asarray(successes, dtype=float)
+    n = np.asarray(n, dtype=float)
     z = _z(confidence)
-    half = z * math.sqrt(z * z + 4 * k * (1 - k / n))
-    low = (2 * k + z * z - half) / (2 * (n + z * z))
-    high = (2 * k + z * z + half) / (2 * (n + z * z))
-    # the limits are exact at the boundaries (k = 0: low 0; k = n: high 1)
-    return (0.0 if k == 0 else max(0.0, low)), (1.0 if k == n else min(1.0, high))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = z * np.sqrt(z * z + 4 * k * (1 - k / n))
+        low = (2 * k + z * z - half) / (2 * (n + z * z))
+        high = (2 * k + z * z + half) / (2 * (n + z * z))
+    low = np.where(k == 0, 0.0, np.clip(low, 0.0, 1.0))
+    high = np.where(k == n, 1.0, np.clip(high, 0.0, 1.0))
+    bad = ~(n > 0) | np.isnan(k)
+    return np.where(bad, np.nan, low), np.where(bad, np.nan, high)
 
 
 @functools.lru_cache(maxsize=16)
