@@ -153,7 +153,7 @@ def polarity(word: str, lexicon: OpinionLexicon | None = None) -> int:
 def text_words(segments: Sequence[str] | str) -> list[str]:
     """textattack's words of ``segments`` (one string per text column), in order: the list
     ``AttackedText.words`` gives for the same columns."""
-    from robustbench_nlp.textattack_compat import import_textattack
+    from robustbench_nlp.attacks.textattack_compat import import_textattack
 
     import_textattack()
     from textattack.shared.utils import words_from_text
@@ -244,7 +244,7 @@ def invalid_swap_stats(rows: Iterable[dict], lexicon: OpinionLexicon | None = No
 
 # ---------------------------------------------------------------------------- constraint
 def _constraint_base():
-    from robustbench_nlp.textattack_compat import import_textattack
+    from robustbench_nlp.attacks.textattack_compat import import_textattack
 
     import_textattack()
     from textattack.constraints import Constraint

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from robustbench_nlp.inference import predict_logits
-from robustbench_nlp.textattack_compat import import_textattack
+from robustbench_nlp.attacks.textattack_compat import import_textattack
 
 _ta = import_textattack()
 
@@ -147,3 +147,70 @@ class ClassifierWrapper(_ta.models.wrappers.ModelWrapper):
                                   max_length=self.max_length)["input_ids"])
             out.append(self.tokenizer.convert_ids_to_tokens(ids))
         return out
+
+    def get_grad(self, text_input) -> dict:
+        """Gradient of the loss at the model's own prediction with respect to the input word
+        embeddings (textattack's ``ModelWrapper.get_grad``, used by
+        ``GreedyWordSwapWIR(wir_method="gradient")``, e.g. A2T).
+
+        Follows textattack's ``HuggingFaceModelWrapper.get_grad`` (cross-entropy against the
+        argmax prediction, gradient taken at the output of the input-embedding layer), with
+        two departures: the text is not padded to ``model_max_length`` (padding rows do not
+        change the real tokens' gradients under the attention mask), and the model stays in
+        eval mode (textattack switches to train mode, so dropout makes its word ranking
+        random); the frozen embedding weights need no ``requires_grad``.
+
+        Args:
+            text_input: a string, or a tuple of two strings for sentence-pair tasks.
+
+        Returns:
+            ``{"ids": LongTensor [1, L], "gradient": float32 array [L, d]}`` for the L tokens
+            of the tokenised input (special tokens included, no virtual tokens).
+        """
+        k = self._key(text_input)
+        enc = (self.tokenizer(k, truncation=True, max_length=self.max_length,
+                              return_tensors="pt") if isinstance(k, str) else
+               self.tokenizer(k[0], k[1], truncation=True, max_length=self.max_length,
+                              return_tensors="pt"))
+        enc = {n: t.to(self.device) for n, t in enc.items()}
+        embeddings = _input_embeddings(self.model)
+        outputs: list[torch.Tensor] = []
+
+        def hook(module, inputs, output):
+            output = output.detach().requires_grad_(True)
+            outputs.append(output)
+            return output
+
+        handle = embeddings.register_forward_hook(hook)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.enable_grad():
+                logits = self.model(**enc)
+                logits = getattr(logits, "logits", logits)
+                loss = torch.nn.functional.cross_entropy(logits, logits.argmax(dim=1))
+                (grad,) = torch.autograd.grad(loss, outputs[0])
+        finally:
+            handle.remove()
+            self.model.train(was_training)
+        return {"ids": enc["input_ids"].cpu(), "gradient": grad[0].float().cpu().numpy()}
+
+
+def _input_embeddings(model: torch.nn.Module) -> torch.nn.Module:
+    """The word-embedding module of ``model`` (a :class:`TextClassifier`, a peft model or a
+    ``transformers`` model).
+
+    Raises:
+        TypeError: no ``get_input_embeddings`` is found.
+    """
+    for m in (model, getattr(model, "base_encoder", None), getattr(model, "encoder", None)):
+        fn = getattr(m, "get_input_embeddings", None)
+        if fn is not None:
+            try:
+                emb = fn()
+            except (NotImplementedError, AttributeError):
+                continue
+            if emb is not None:
+                return emb
+    raise TypeError(f"cannot find the input embeddings of {type(model).__name__} "
+                    "(no get_input_embeddings())")

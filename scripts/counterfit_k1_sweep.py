@@ -1,7 +1,7 @@
 """Antonym-repel weight sweep: why TextFooler's offline space uses k1 = 1.0.
 
 Counter-fits GloVe 6B 50d (the inputs of ``counterfitted-glove-50d``) once per antonym-repel
-weight ``k1``, every other hyperparameter published (robustbench_nlp.counterfit), and prints
+weight ``k1``, every other hyperparameter published (robustbench_nlp.attacks.counterfit), and prints
 per setting: PPDB and WordNet antonym pairs left as TextFooler swap candidates (one word
 among the other's 50 nearest neighbours with cosine >= 0.5), the share of PPDB synonym pairs
 that are candidates, SimLex-999 Spearman rho, and the mean share of a word's 50 nearest
@@ -21,10 +21,10 @@ import numpy as np
 
 def pair_candidates(x: np.ndarray, pairs: np.ndarray, k: int = 50) -> tuple[float, int]:
     """(% of unordered ``pairs`` [P, 2] that are swap candidates in ``x`` [N, d], count):
-    :func:`robustbench_nlp.counterfit.neighbour_pair_share` with neighbours computed only
+    :func:`robustbench_nlp.attacks.counterfit.neighbour_pair_share` with neighbours computed only
     for the words in ``pairs``."""
-    from robustbench_nlp.counterfit import neighbour_pair_share
-    from robustbench_nlp.resources import nearest_neighbours
+    from robustbench_nlp.attacks.counterfit import neighbour_pair_share
+    from robustbench_nlp.attacks.resources import nearest_neighbours
 
     words = np.unique(pairs)
     nn = np.zeros((len(x), k + 1), dtype=np.int32)  # rows of other words are never read
@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from robustbench_nlp import resources as R
-    from robustbench_nlp.counterfit import (PUBLISHED_PARAMS, constraint_pairs, counter_fit,
+    from robustbench_nlp.attacks import resources as R
+    from robustbench_nlp.attacks.counterfit import (PUBLISHED_PARAMS, constraint_pairs, counter_fit,
                                             normalise, read_pairs, read_simlex,
                                             simlex_spearman)
 

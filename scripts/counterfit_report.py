@@ -2,13 +2,13 @@
 
 Prints, for ``glove-6b-50d``, ``counterfitted-glove-50d`` (published hyperparameters) and
 ``counterfitted-glove-50d-k1`` (TextFooler's offline default, antonym-repel weight k1 = 1.0;
-robustbench_nlp.resources):
+robustbench_nlp.attacks.resources):
 
 * SimLex-999 Spearman ρ between gold similarity and cosine similarity (pairs with both words
   in the vocabulary);
 * the share of PPDB antonym pairs (and, for reference, WordNet antonym and PPDB synonym pairs)
   that are TextFooler swap candidates of each other: one word among the other's 50 nearest
-  neighbours with cosine ≥ 0.5 (:func:`robustbench_nlp.counterfit.neighbour_pair_share`).
+  neighbours with cosine ≥ 0.5 (:func:`robustbench_nlp.attacks.counterfit.neighbour_pair_share`).
 
 Builds an embedding first if its cache is empty (minutes each). Usage::
 
@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from robustbench_nlp import resources as R
-    from robustbench_nlp.counterfit import (constraint_pairs, neighbour_pair_share, read_pairs,
+    from robustbench_nlp.attacks import resources as R
+    from robustbench_nlp.attacks.counterfit import (constraint_pairs, neighbour_pair_share, read_pairs,
                                             read_simlex, simlex_spearman)
 
     folder = R.counterfitting_dir()

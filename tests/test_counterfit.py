@@ -1,4 +1,4 @@
-"""Tests of counter-fitting (robustbench_nlp/counterfit.py) and its cached embedding.
+"""Tests of counter-fitting (attacks/counterfit.py) and its cached embedding.
 
 The synthetic tests take well under a second. ``test_real_counterfitted_embedding`` is
 marked slow: it loads the cached ``counterfitted-glove-50d-k1`` build in seconds, or builds it
@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from robustbench_nlp.counterfit import (PUBLISHED_PARAMS, STRONG_REPEL_PARAMS,
+from robustbench_nlp.attacks.counterfit import (PUBLISHED_PARAMS, STRONG_REPEL_PARAMS,
                                         CounterfitParams, constraint_pairs, counter_fit,
                                         counterfit_step, neighbour_pair_share, normalise,
                                         read_pairs, read_simlex, remove_pairs, simlex_spearman,
@@ -147,7 +147,7 @@ def test_evaluation_helpers(tmp_path):
 def test_real_counterfitted_embedding():
     """TextFooler's offline space (cached build, or a fresh one): no PPDB or WordNet antonym
     pair is left a swap candidate, synonyms stay candidates, SimLex-999 ρ rises."""
-    from robustbench_nlp import resources as R
+    from robustbench_nlp.attacks import resources as R
 
     try:
         folder = R.counterfitting_dir()
@@ -196,7 +196,7 @@ def test_cli_resources_unknown_embedding(capsys):
 @pytest.mark.slow
 def test_cli_resources_build_and_list(capsys):
     """``rbnlp resources build`` (default: TextFooler's embedding) then ``list``."""
-    from robustbench_nlp import resources as R
+    from robustbench_nlp.attacks import resources as R
     from robustbench_nlp.cli import main
 
     try:
@@ -250,7 +250,7 @@ def test_leaderboard_separates_embedding_builds(tmp_path):
 def test_offline_default_is_the_strong_repel_space():
     """TextFooler's default embedding is the registered k1 = 1.0 space; the published
     setting stays registered under its own name with its own fingerprint (cache, tag)."""
-    from robustbench_nlp import resources as R
+    from robustbench_nlp.attacks import resources as R
     from robustbench_nlp.attacks.textfooler import TextFooler
 
     assert TextFooler.Config().embedding == R.COUNTERFITTED_DEFAULT == "counterfitted-glove-50d-k1"
@@ -266,7 +266,7 @@ def test_offline_default_is_the_strong_repel_space():
 
 
 def test_nearest_neighbours_of_chosen_rows_equal_the_full_table():
-    from robustbench_nlp.resources import nearest_neighbours
+    from robustbench_nlp.attacks.resources import nearest_neighbours
 
     x = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)
     full = nearest_neighbours(x, 6, chunk=7)

@@ -258,7 +258,7 @@ def _capped_kinds(task, wrapper, rows, share) -> list[str]:
     """textattack's own ``MaxWordsPerturbed(max_percent=share)`` appended to our built
     TextFooler's constraints, the attack rebuilt with ``textattack.Attack``."""
     from robustbench_nlp.attacks.textfooler import TextFooler
-    from robustbench_nlp.textattack_compat import import_textattack
+    from robustbench_nlp.attacks.textattack_compat import import_textattack
 
     ta = import_textattack()
     from textattack.constraints.overlap import MaxWordsPerturbed

@@ -40,7 +40,7 @@ def unbatched_wrapper(model, tokenizer, max_length: int = 128):
     It returns float64 softmax probabilities (as :class:`ClassifierWrapper` does), so the only
     differences from our wrapper are batching, padding, length sorting and caching.
     """
-    from robustbench_nlp.textattack_compat import import_textattack
+    from robustbench_nlp.attacks.textattack_compat import import_textattack
 
     ta = import_textattack()
 
@@ -124,7 +124,7 @@ def test_matches_textattack_recipe(monkeypatch, victim, ours):
     from textattack.attack_recipes import textfooler_jin_2019 as recipe
     from textattack.shared import AttackedText, WordEmbedding
 
-    from robustbench_nlp import resources as R
+    from robustbench_nlp.attacks import resources as R
 
     tok, model = victim
     rows, our_results = ours
@@ -156,7 +156,7 @@ def test_matches_textattack_recipe(monkeypatch, victim, ours):
 def test_matches_textattack_recipe_under_query_budget(monkeypatch, sst2, victim):
     """With a query budget of 25 on both sides, examples whose budget runs out are "failed"
     on both, with the same text and query count (the 30-example test above rarely fails)."""
-    from robustbench_nlp import resources as R  # first: sets up textattack offline
+    from robustbench_nlp.attacks import resources as R  # first: sets up textattack offline
     from robustbench_nlp.attacks.textfooler import TextFooler
     from robustbench_nlp.attacks.wrapper import ClassifierWrapper
     from textattack.attack_recipes import textfooler_jin_2019 as recipe
@@ -185,8 +185,8 @@ def test_matches_textattack_recipe_under_query_budget(monkeypatch, sst2, victim)
 
 
 def _antonyms() -> set[tuple[str, str]]:
-    from robustbench_nlp import resources as R
-    from robustbench_nlp.counterfit import read_pairs
+    from robustbench_nlp.attacks import resources as R
+    from robustbench_nlp.attacks.counterfit import read_pairs
 
     folder = R.counterfitting_dir()
     pairs = set()
@@ -199,7 +199,7 @@ def _antonyms() -> set[tuple[str, str]]:
 def test_no_antonym_swaps(ours):
     from textattack.shared import AttackedText
 
-    from robustbench_nlp import resources as R
+    from robustbench_nlp.attacks import resources as R
 
     rows, results = ours
     antonyms = _antonyms()

@@ -107,7 +107,7 @@ def test_import_textattack_offline_in_fresh_home(tmp_path):
     code = (
         "import logging, os, json\n"
         "mine = logging.getLogger('robustbench_nlp.probe')\n"
-        "from robustbench_nlp.textattack_compat import import_textattack, textattack_cache_dir\n"
+        "from robustbench_nlp.attacks.textattack_compat import import_textattack, textattack_cache_dir\n"
         "import sys; assert 'textattack' not in sys.modules\n"
         "ta = import_textattack()\n"
         "import nltk\n"
@@ -135,7 +135,7 @@ def test_sentence_encoder_angular_similarity():
         get_angular_sim)
     from textattack.shared import AttackedText
 
-    from robustbench_nlp.resources import USEm3Encoder
+    from robustbench_nlp.attacks.resources import USEm3Encoder
 
     enc = USEm3Encoder()
     assert (enc.metric, enc.threshold, enc.window_size) == ("angular", 0.840845057, 15)
@@ -159,7 +159,7 @@ def test_sentence_encoder_angular_similarity():
 
 
 def test_spacy_pos_tags_nltk_universal():
-    from robustbench_nlp.resources import SpacyPartOfSpeech
+    from robustbench_nlp.attacks.resources import SpacyPartOfSpeech
 
     pos = SpacyPartOfSpeech()
     assert pos.tag("The quick brown fox jumps over the lazy dog".split()) == [
@@ -174,7 +174,7 @@ def test_spacy_pos_tags_nltk_universal():
 def test_spacy_pos_constraint_filters_swaps():
     from textattack.shared import AttackedText
 
-    from robustbench_nlp.resources import SpacyPartOfSpeech
+    from robustbench_nlp.attacks.resources import SpacyPartOfSpeech
 
     pos = SpacyPartOfSpeech(allow_verb_noun_swap=True)
     ref = AttackedText("The quick brown fox jumps over the lazy dog")
@@ -189,7 +189,7 @@ def test_spacy_pos_constraint_filters_swaps():
 
 
 def test_nearest_neighbours_exact():
-    from robustbench_nlp.resources import nearest_neighbours
+    from robustbench_nlp.attacks.resources import nearest_neighbours
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 8)).astype(np.float32)
@@ -202,7 +202,7 @@ def test_nearest_neighbours_exact():
 
 
 def test_embedding_cache_builds_once_and_reloads(tmp_path):
-    from robustbench_nlp import resources as R
+    from robustbench_nlp.attacks import resources as R
 
     calls = []
     words = ["good", "great", "fine", "bad", "awful"]
@@ -233,7 +233,7 @@ def test_embedding_cache_builds_once_and_reloads(tmp_path):
 def test_glove_embedding_neighbours():
     import time
 
-    from robustbench_nlp import resources as R
+    from robustbench_nlp.attacks import resources as R
 
     emb, info = R.load_word_embedding("glove-6b-50d")
     assert info["name"] == "glove-6b-50d" and len(info["fingerprint"]) == 64
@@ -272,8 +272,14 @@ def test_textfooler_registered_and_configured():
     with pytest.raises(ConfigError, match="attacked_column"):
         atk.check_task(get_task("rte"))
     off = TextFooler(TextFooler.Config(resources="offline"))
-    assert off.attacked_column(get_task("rte")) == "sentence2"
+    # default: every segment of a pair may be modified (stock textattack on GLUE's columns)
+    assert off.config.attacked_column == "all"
+    assert off.attacked_column(get_task("rte")) is None
     assert off.attacked_column(get_task("sst2")) is None
+    # None, stored by runs made before "all" existed, means the task's segment
+    legacy = TextFooler(TextFooler.Config(resources="offline", attacked_column=None))
+    assert legacy.attacked_column(get_task("rte")) == "sentence2"
+    assert legacy.attacked_column(get_task("sst2")) is None
     res = off.resources()
     assert res["mode"] == "offline" and res["embedding"]["name"] == "counterfitted-glove-50d-k1"
     assert len(res["embedding"]["fingerprint"]) == 64
@@ -350,7 +356,8 @@ def test_textfooler_pair_task_modifies_only_attacked_segment(backbone):
     task = get_task("rte")
     dev, _ = load_split(task, "validation")
     dev = dev[dev.sentence2.str.split().str.len() < 12]
-    atk = TextFooler(TextFooler.Config(resources="offline", query_budget=150))
+    atk = TextFooler(TextFooler.Config(resources="offline", query_budget=150,
+                                       attacked_column="sentence2"))
     rows = atk.examples(task, dev, 2, seed=0)
     victim = ClassifierWrapper(model, tok)
     results = list(atk.run(victim, task, rows))

