@@ -6,6 +6,12 @@ MiniLM, about 10x slower than dynamic padding on CPU) and asserts the model is a
 ``PeftModel`` (``shared/REFERENCE.md``). :class:`ClassifierWrapper` pads to the longest text of
 each batch instead, sorts a call's texts by token length to reduce padding, and caches
 repeated queries.
+
+Texts that tokenise identically (``"War"`` and ``"war"`` for an uncased tokenizer) are one
+model input, so they get one forward pass and the very same probabilities, as they do when
+textattack's wrapper runs each text alone: without that, padding them into different
+batches could make their scores differ in the last bits and turn a tie of the search into
+a swap (a real difference from the stock recipe, found by the PWWS pair fidelity test).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from robustbench_nlp.inference import predict_logits
+from robustbench_nlp.inference import encode, logits_of_rows
 from robustbench_nlp.attacks.textattack_compat import import_textattack
 
 _ta = import_textattack()
@@ -49,7 +55,8 @@ class ClassifierWrapper(_ta.models.wrappers.ModelWrapper):
         self.max_length = int(max_length)
         self.batch_size = max(1, int(batch_size))
         self.cache_size = max(0, int(cache_size))
-        self._cache: OrderedDict = OrderedDict()
+        self._cache: OrderedDict = OrderedDict()  # token ids -> probabilities
+        self._ids: OrderedDict = OrderedDict()  # text -> token ids
         self.num_queries = 0
         self.num_forward = 0
 
@@ -68,6 +75,7 @@ class ClassifierWrapper(_ta.models.wrappers.ModelWrapper):
 
     def clear_cache(self) -> None:
         self._cache.clear()
+        self._ids.clear()
 
     @staticmethod
     def _key(text) -> str | tuple[str, ...]:
@@ -77,15 +85,41 @@ class ClassifierWrapper(_ta.models.wrappers.ModelWrapper):
             return text[0] if len(text) == 1 else tuple(text)
         raise TypeError(f"expected a str or a tuple of str, got {type(text).__name__}")
 
-    def _forward(self, texts: Sequence) -> np.ndarray:
-        """Probabilities (float64) for ``texts`` (all single or all pairs), input order:
-        :func:`robustbench_nlp.inference.predict_logits` (length-sorted, dynamically padded
+    def _token_keys(self, keys: list) -> list[tuple]:
+        """Token-id keys (input ids, token type ids) of text keys, through the text cache;
+        single texts and pairs are tokenised separately."""
+        out: dict = {}
+        todo = []
+        for k in dict.fromkeys(keys):
+            if self.cache_size and k in self._ids:
+                self._ids.move_to_end(k)
+                out[k] = self._ids[k]
+            else:
+                todo.append(k)
+        for group in ([k for k in todo if isinstance(k, str)],
+                      [k for k in todo if not isinstance(k, str)]):
+            if not group:
+                continue
+            if not isinstance(group[0], str) and any(len(t) != 2 for t in group):
+                raise ValueError("text pairs must have exactly two segments")
+            for k, row in zip(group, encode(self.tokenizer, group, self.max_length,
+                                            flag_truncated=False)):
+                out[k] = (tuple(row["input_ids"]), tuple(row.get("token_type_ids", ())))
+                if self.cache_size:
+                    self._ids[k] = out[k]
+                    if len(self._ids) > self.cache_size:
+                        self._ids.popitem(last=False)
+        return [out[k] for k in keys]
+
+    def _forward(self, token_keys: Sequence[tuple]) -> np.ndarray:
+        """Probabilities (float64) for distinct token-id keys, input order:
+        :func:`robustbench_nlp.inference.logits_of_rows` (length-sorted, dynamically padded
         batches), then a float64 softmax."""
-        if texts and not isinstance(texts[0], str) and any(len(t) != 2 for t in texts):
-            raise ValueError("text pairs must have exactly two segments")
-        logits = predict_logits(self.model, self.tokenizer, list(texts), self.max_length,
+        rows = [{"input_ids": list(ids), **({"token_type_ids": list(tt)} if tt else {})}
+                for ids, tt in token_keys]
+        logits = logits_of_rows(self.model, rows, self.tokenizer.pad_token_id,
                                 batch_size=self.batch_size)
-        self.num_forward += len(texts)
+        self.num_forward += len(rows)
         return torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy()
 
     def __call__(self, text_input_list: Iterable, **kwargs) -> np.ndarray:
@@ -99,37 +133,31 @@ class ClassifierWrapper(_ta.models.wrappers.ModelWrapper):
         Returns:
             float64 array [N, C] of softmax probabilities, in input order (float64 so that
             textattack's "rows sum to 1 within 1e-6" check never re-applies a softmax).
+            Inputs with the same token ids get identical rows.
         """
         if isinstance(text_input_list, str):
             text_input_list = [text_input_list]
         keys = [self._key(t) for t in text_input_list]
         self.num_queries += len(keys)
+        if not keys:
+            return np.zeros((0, 0), dtype=np.float64)
+        tkeys = self._token_keys(keys)
         result: dict = {}
         missing = []
-        for k in keys:
-            if k in result:
-                continue
+        for k in dict.fromkeys(tkeys):
             if self.cache_size and k in self._cache:
                 self._cache.move_to_end(k)
                 result[k] = self._cache[k]
             else:
-                result[k] = None
                 missing.append(k)
-        # single texts and pairs are tokenised separately
-        for group in ([k for k in missing if isinstance(k, str)],
-                      [k for k in missing if not isinstance(k, str)]):
-            if not group:
-                continue
-            probs = self._forward(group)
-            for k, p in zip(group, probs):
+        if missing:
+            for k, p in zip(missing, self._forward(missing)):
                 result[k] = p
                 if self.cache_size:
                     self._cache[k] = p
                     if len(self._cache) > self.cache_size:
                         self._cache.popitem(last=False)
-        if not keys:
-            return np.zeros((0, 0), dtype=np.float64)
-        return np.stack([result[k] for k in keys])
+        return np.stack([result[k] for k in tkeys])
 
     def predict(self, texts: Iterable) -> np.ndarray:
         """Predicted label ids [N] for ``texts`` (same input forms as :meth:`__call__`)."""

@@ -93,16 +93,27 @@ def predict_logits(model, tokenizer, texts: Texts, max_length: int = 128,
     Returns:
         float32 array [N, C].
     """
+    rows = encode(tokenizer, texts, max_length, flag_truncated=False)
+    return logits_of_rows(model, rows, tokenizer.pad_token_id, batch_size)
+
+
+@torch.inference_mode()
+def logits_of_rows(model, rows: list[dict], pad_id: int, batch_size: int = 64) -> np.ndarray:
+    """Class logits for tokenised ``rows`` (from :func:`encode`) in input order: sorted by
+    length into dynamically padded batches (:func:`collate`), eval mode, no gradients.
+
+    Returns:
+        float32 array [N, C] (``[0, 0]`` for no rows).
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    rows = encode(tokenizer, texts, max_length, flag_truncated=False)
     order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable")
     out: list[np.ndarray | None] = [None] * len(rows)
     try:
         for s in range(0, len(rows), batch_size):
             idx = order[s:s + batch_size]
-            batch = collate([rows[i] for i in idx], tokenizer.pad_token_id, device)
+            batch = collate([rows[i] for i in idx], pad_id, device)
             logits = model(**batch).float().cpu().numpy()
             for j, i in enumerate(idx):
                 out[i] = logits[j]

@@ -81,6 +81,22 @@ def test_wrapper_cache_and_predict(backbone):
     assert w.predict([]).shape == (0,)
 
 
+def test_wrapper_same_tokens_same_probabilities(backbone):
+    """Texts the uncased tokenizer maps to the same ids are one input: one forward pass and
+    bit-identical probabilities, even when the batch around them pads differently."""
+    from robustbench_nlp.attacks.wrapper import ClassifierWrapper
+
+    tok, model = backbone
+    w = ClassifierWrapper(model, tok, batch_size=2, cache_size=0)
+    texts = ["During World War 2.", "a much longer sentence that pads its batch a lot more",
+             "during world war 2.", "DURING WORLD WAR 2."]
+    probs = w(texts)
+    assert w.num_forward == 2 and w.num_queries == 4
+    np.testing.assert_array_equal(probs[0], probs[2])
+    np.testing.assert_array_equal(probs[0], probs[3])
+    assert not np.array_equal(probs[0], probs[1])
+
+
 def test_wrapper_accepts_peft_encoder(backbone):
     from peft import PromptTuningConfig, TaskType, get_peft_model
 
