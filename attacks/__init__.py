@@ -11,5 +11,6 @@ of every textattack recipe), one module per recipe (:mod:`.textfooler`, :mod:`.p
 :mod:`.protocol` (validity and comparability of attacks).
 """
 
-from . import a2t, advglue, bae, bert_attack, deepwordbug, pwws, textbugger, textfooler  # noqa: F401
+from . import (a2t, advglue, bae, bert_attack, deepwordbug, ensemble, pwws,  # noqa: F401
+               textbugger, textfooler)
 from .base import Attack, ExampleResult  # noqa: F401

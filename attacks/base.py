@@ -77,6 +77,9 @@ class Attack(ABC):
     #: True for an attack whose adversarial examples are word swaps of the original (counted
     #: for polarity-reversing swaps, the invalid-swap rate)
     word_swaps: ClassVar[bool] = False
+    #: the stored rows determine the robustness curves (:mod:`robustbench_nlp.curves`);
+    #: False for the ensemble
+    derived_curves: ClassVar[bool] = True
     #: the split :meth:`examples` draws from (part of the attack protocol)
     example_split: ClassVar[str] = "validation"
     #: options that do not change what the attack does (where a resource is read from, ...):

@@ -92,7 +92,7 @@ def degenerate(pred_share: Mapping[str, float], gold_share: Mapping[str, float],
 
 
 def robustness_summary(rows: list[Mapping], query_based: bool = True, word_swaps: bool = True,
-                       lexicon=None) -> dict:
+                       lexicon=None, curves: bool = True) -> dict:
     """What the stored per-example rows of one run say beyond AUA, with no new queries.
 
     Args:
@@ -103,6 +103,9 @@ def robustness_summary(rows: list[Mapping], query_based: bool = True, word_swaps
             has no curves.
         word_swaps: the attack swaps words, so polarity-reversing swaps are counted
             (:func:`robustbench_nlp.attacks.polarity.invalid_swap_stats`).
+        curves: derive the robustness curves (``False`` for an attack whose rows do not
+            determine them, e.g. the ensemble: under a word cap a later recipe might have
+            broken an example the first successful one broke with too many words).
         lexicon: an :class:`~robustbench_nlp.attacks.polarity.OpinionLexicon` (default: the
             Hu & Liu lexicon, loaded on first use); when it cannot be loaded the invalid-swap
             rate is ``None`` and ``robustness["invalid_swaps"]["error"]`` says why.
@@ -113,15 +116,15 @@ def robustness_summary(rows: list[Mapping], query_based: bool = True, word_swaps
         curve ``[[share, AUA %], ...]``, the query-budget curve and the invalid-swap counts
         with the most frequent reversing swaps.
     """
-    from . import curves
+    from . import curves as C
 
     rows = list(rows)
     out: dict = {"aua_at_10": None, "aua_at_30": None, "curve_area": None,
                  "invalid_swap_rate": None, "robustness": {}}
-    if query_based and rows:
-        out.update(curves.curve_summary(rows))
-        out["robustness"]["word_share_curve"] = [list(p) for p in curves.word_share_curve(rows)]
-        out["robustness"]["query_budget_curve"] = curves.query_budget_curve(rows)
+    if query_based and curves and rows:
+        out.update(C.curve_summary(rows))
+        out["robustness"]["word_share_curve"] = [list(p) for p in C.word_share_curve(rows)]
+        out["robustness"]["query_budget_curve"] = C.query_budget_curve(rows)
     if word_swaps and rows:
         from robustbench_nlp.errors import RBNLPError
 

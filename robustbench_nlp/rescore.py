@@ -63,11 +63,12 @@ def derive_run(store, run_id: str, lexicon=None) -> dict:
     try:
         cls = ATTACKS.get(run.attack)
         query_based, word_swaps = cls.query_based, cls.word_swaps
+        curves = cls.derived_curves
     except RBNLPError:  # a plugin not installed here: treat it as a word-swap search
-        query_based, word_swaps = True, True
+        query_based, word_swaps, curves = True, True, True
     summary = robustness_summary(with_total_words(rows) if query_based else rows,
                                  query_based=query_based, word_swaps=word_swaps,
-                                 lexicon=lexicon)
+                                 lexicon=lexicon, curves=curves)
     h = protocol_hash(record)
     store.update_run(run_id, protocol=record, protocol_hash=h)
     if run.metrics is not None:

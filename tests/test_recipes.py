@@ -245,3 +245,44 @@ def test_recipe_matches_textattack_on_pairs(monkeypatch, glue, victims, masked_l
         assert r.attacked_segment is None
         assert r.num_words == len(AttackedText(OrderedDict(zip(task.text_columns,
                                                                  r.original))).words)
+
+
+def test_ensemble_is_the_worst_case_of_its_recipes(glue, victims):
+    """Per example: robust iff every recipe alone fails it; broken by the first recipe of the
+    suite that breaks it alone, with that recipe's adversarial text; queries summed over the
+    recipes tried. Hence its AUA is at most the smallest single-recipe AUA."""
+    from robustbench_nlp.attacks.ensemble import DEFAULT_SUITE, Ensemble
+    from robustbench_nlp.attacks.wrapper import ClassifierWrapper
+    from robustbench_nlp.metrics import summarize
+    from robustbench_nlp.registry import ATTACKS
+
+    task, _, dev = glue["sst2"]
+    tok, model = victims["sst2"]
+    short = dev[dev.sentence.str.split().str.len().between(4, 10)]
+    ens = Ensemble(Ensemble.Config(resources="offline"))
+    assert ens.suite() == DEFAULT_SUITE.split(",") == ["deepwordbug", "textbugger", "a2t",
+                                                       "textfooler", "pwws"]
+    rows = ens.examples(task, short, N_SST2, seed=0)
+    victim = ClassifierWrapper(model, tok, max_length=128)
+    worst = list(ens.run(victim, task, rows))
+    alone = {n: list(ATTACKS.get(n)(ATTACKS.get(n).Config(resources="offline"))
+                     .run(victim, task, rows)) for n in ens.suite()}
+    for i, w in enumerate(worst):
+        kinds = [alone[n][i].result for n in ens.suite()]
+        if "skipped" in kinds:
+            assert set(kinds) == {"skipped"} and w.result == "skipped"
+            continue
+        first = next((n for n in ens.suite() if alone[n][i].result == "successful"), None)
+        assert w.extra["broken_by"] == first
+        assert w.result == ("failed" if first is None else "successful")
+        tried = ens.suite()[:ens.suite().index(first) + 1] if first else ens.suite()
+        assert [t["recipe"] for t in w.extra["per_recipe"]] == tried
+        assert w.queries == sum(alone[n][i].queries for n in tried)
+        if first:
+            assert w.adversarial == alone[first][i].adversarial
+    aua = {n: summarize([r.to_dict() for r in rs]).aua for n, rs in alone.items()}
+    worst_aua = summarize([r.to_dict() for r in worst]).aua
+    assert worst_aua <= min(aua.values())
+    # not vacuous: the recipes disagree on some example, and at least two recipes break some
+    assert len({tuple(r.result for r in rs) for rs in alone.values()}) > 1
+    assert len({w.extra["broken_by"] for w in worst} - {None}) >= 2
