@@ -28,8 +28,9 @@ import streamlit as st
 
 from robustbench_nlp.db import default_url, open_store
 from robustbench_nlp.errors import RBNLPError
-from robustbench_nlp.leaderboard import (NO_PROTOCOL, leaderboard, load_paper_table,
-                                         paper_rows, protocol_tables, side_by_side)
+from robustbench_nlp.leaderboard import (NO_PROTOCOL, attack_matrix, format_matrix,
+                                         leaderboard, load_paper_table, paper_rows,
+                                         protocol_tables, side_by_side)
 from robustbench_nlp.textdiff import diff_html
 
 from .charts import epoch_chart, tradeoff_chart, word_share_chart
@@ -91,6 +92,12 @@ def _views(url: str, task: str, attack: str, backbones: tuple, defenses: tuple) 
     runs = _runs(url)
     board = _pick(_board(url, task, attack), list(backbones), list(defenses))
     return protocol_views(protocol_tables(board, runs), task, attack, runs)
+
+
+@st.cache_data(ttl=RUNS_TTL, show_spinner=False)
+def _matrix(url: str, task: str) -> tuple[pd.DataFrame, dict]:
+    """The task's defense × attack AUA matrix (:func:`attack_matrix`)."""
+    return attack_matrix(_runs(url), task)
 
 
 @st.cache_data(ttl=RUNS_TTL, show_spinner=False)
@@ -355,6 +362,26 @@ def render_leaderboard(task: str, attack: str, board: pd.DataFrame, prows: pd.Da
                 st.altair_chart(epoch_chart(curves, metric), width="stretch")
 
 
+def render_matrix(url: str, task: str) -> None:
+    """Defense × attack AUA of ``task`` (drawn when its expander is opened): every attack's
+    protocol a column, the ensemble's worst case beside the single recipes."""
+    box = _expander(f"Defense × attack AUA on {task}", "matrix")
+    if box is None:
+        return
+    with box:
+        matrix, protocols = _matrix(url, task)
+        if matrix.empty:
+            st.info("No finished runs on this task.")
+            return
+        st.caption("Mean AUA (%) over seeds per defense configuration (rows) and attack "
+                   "protocol (columns), degenerate runs left out; – = not measured. The "
+                   "ensemble attacks every example with each recipe of its suite (first "
+                   "success wins), so its AUA is the worst case; the worst single-recipe AUA "
+                   "is an upper bound of it. Protocols: "
+                   + md_escape(", ".join(f"{c} = {h}" for c, h in protocols.items())))
+        st.dataframe(format_matrix(matrix), hide_index=True)
+
+
 def _marks_for(rows: pd.DataFrame) -> tuple[list[list[tuple[str, str]]], str]:
     """The polarity-reversing swaps of each row, and the caption explaining the marks."""
     lex, why = _lexicon()
@@ -540,6 +567,7 @@ def main() -> None:
             _views.clear()
             _examples.clear()
             _comparison.clear()
+            _matrix.clear()
             _lexicon.clear()
             st.rerun()
         st.caption(f"database: {md_escape(_store(url).engine.url.render_as_string())}")
@@ -553,6 +581,7 @@ def main() -> None:
         with tab_board:
             render_leaderboard(task, attack, board, prows, runs, paper_found=len(paper) > 0,
                                views=views)
+            render_matrix(url, task)
     if tab_examples.open:
         with tab_examples:
             render_examples(url, task, board, [v.table for v in views])

@@ -110,6 +110,13 @@ class Attack(ABC):
         (e.g. the attacked segment of a pair task)."""
         return {k: v for k, v in asdict(self.config).items() if k not in self.protocol_neutral}
 
+    @classmethod
+    def rows_summary(cls, rows: list[dict]) -> dict | None:
+        """An attack-specific summary of a run's stored example rows, kept in the run's
+        ``metrics.robustness["attack"]`` (e.g. the ensemble's breakdown by recipe); ``None``
+        (the default) for none."""
+        return None
+
     def examples(self, task: "Task", dev: pd.DataFrame, num_examples: int | None,
                  seed: int) -> pd.DataFrame:
         """Choose the examples to attack: the first ``num_examples`` rows of ``dev``

@@ -114,6 +114,11 @@ class Ensemble(Attack):
         opts["recipes"] = {m.name: m.protocol_options(task) for m in self.members}
         return opts
 
+    @classmethod
+    def rows_summary(cls, rows: list[dict]) -> dict | None:
+        """The breakdown by recipe of an ensemble run's rows (:func:`breakdown`)."""
+        return breakdown(rows)
+
     def run(self, victim, task: "Task", examples: pd.DataFrame,
             progress: bool = False) -> Iterator[ExampleResult]:
         """Attack each row with the suite's recipes in turn; one
@@ -147,3 +152,46 @@ class Ensemble(Attack):
             result.extra = extra
             result.queries = queries
             yield result
+
+
+def breakdown(rows: list[dict]) -> dict:
+    """Per recipe of the suite, from an ensemble run's stored rows (their
+    ``extra["per_recipe"]``): how many examples reached it, how many it broke, and its mean
+    queries on the examples it attacked.
+
+    Args:
+        rows: stored example rows (dicts with ``result`` and ``extra``).
+
+    Returns:
+        ``{"suite": [...], "robust": n, "skipped": n, "recipes": {name: {"attacked",
+        "broken", "avg_queries"}}}`` (``suite`` in the order tried, as recorded).
+    """
+    suite: list[str] = []
+    stats: dict[str, dict] = {}
+    robust = skipped = 0
+    for r in rows:
+        if r["result"] == "skipped":
+            skipped += 1
+            continue
+        robust += r["result"] == "failed"
+        for t in (r.get("extra") or {}).get("per_recipe") or []:
+            name = t["recipe"]
+            if name not in stats:
+                suite.append(name)
+                stats[name] = {"attacked": 0, "broken": 0, "queries": 0}
+            s = stats[name]
+            s["attacked"] += 1
+            s["broken"] += t["result"] == "successful"
+            s["queries"] += int(t["queries"] or 0)
+    recipes = {n: {"attacked": s["attacked"], "broken": s["broken"],
+                   "avg_queries": s["queries"] / s["attacked"] if s["attacked"] else None}
+               for n, s in stats.items()}
+    return {"suite": suite, "robust": robust, "skipped": skipped, "recipes": recipes}
+
+
+def breakdown_text(summary: dict) -> str:
+    """One line of :func:`breakdown`: ``"deepwordbug broke 41/80 (12.3 q), ...; robust 5"``."""
+    parts = [f"{n} broke {s['broken']}/{s['attacked']}"
+             + (f" ({s['avg_queries']:.1f} q)" if s["avg_queries"] is not None else "")
+             for n, s in summary["recipes"].items()]
+    return ", ".join(parts) + f"; robust to all {summary['robust']}"

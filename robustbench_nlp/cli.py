@@ -62,6 +62,7 @@ def summary_table(m: dict, run: dict, extra: list[tuple[str, str]] | None = None
         ("attacked / successful / failed / skipped",
          f"{m.get('attacked')} / {m.get('successful')} / {m.get('failed')} / {m.get('skipped')}"),
         ("invalid swaps % (polarity-reversing)", _fmt(m.get("invalid_swap_rate"))),
+        *_breakdown_rows(m),
         ("avg queries", _fmt(m.get("avg_queries"), 1)),
         ("avg perturbed words %", _fmt(m.get("avg_perturbed_pct"))),
         ("trainable parameters", f"{trainable:,}" if trainable is not None else "-"),
@@ -83,6 +84,21 @@ def summary_table(m: dict, run: dict, extra: list[tuple[str, str]] | None = None
     w = max(len(k) for k, _ in rows)
     line = "-" * (w + 40)
     return "\n".join([line] + [f"{k:<{w}}  {v}" for k, v in rows] + [line])
+
+
+def _breakdown_rows(m: dict) -> list[tuple[str, str]]:
+    """The ensemble's per-recipe rows of :func:`summary_table` (none for other attacks):
+    each recipe's examples reached, broken, and mean queries, in the order tried."""
+    own = (m.get("robustness") or {}).get("attack") or {}
+    if "recipes" not in own:
+        return []
+    rows = [("worst case over", " → ".join(own["suite"]))]
+    for n, s in own["recipes"].items():
+        q = "-" if s["avg_queries"] is None else f"{s['avg_queries']:.1f}"
+        rows.append((f"  {n}: broke / reached (avg queries)",
+                     f"{s['broken']} / {s['attacked']} ({q})"))
+    rows.append(("  robust to every recipe", str(own["robust"])))
+    return rows
 
 
 @contextlib.contextmanager
@@ -285,6 +301,12 @@ def show_summary(run, rows: list[dict] | None = None) -> str:
     if m is not None and m.aua_at_30 is not None:
         lines.append(f"AUA@10 {m.aua_at_10:.2f}, AUA@30 {m.aua_at_30:.2f}, curve area "
                      f"{m.curve_area:.2f}")
+    own = ((m.robustness or {}).get("attack") or {}) if m is not None else {}
+    if "recipes" in own:
+        from .attacks.ensemble import breakdown_text
+
+        lines.append("worst case over " + " → ".join(own["suite"]) + ": "
+                     + breakdown_text(own))
     inv = ((m.robustness or {}).get("invalid_swaps") or {}) if m is not None else {}
     if inv.get("error"):
         lines.append(f"invalid swaps: not computed ({inv['error']})")
@@ -419,6 +441,8 @@ def cmd_leaderboard(args) -> int:
         return 0
     store = open_store(args.db)
     runs = store.runs_frame()
+    if args.matrix:
+        return _print_matrix(runs, args.task, args.format, store.safe_url)
     board = leaderboard(task=args.task, attack=args.attack, runs=runs)
     tables = protocol_tables(board, runs)
     if args.format in ("csv", "json"):
@@ -443,6 +467,28 @@ def cmd_leaderboard(args) -> int:
     if len(prows):
         print("reported in paper (not measured here, not ranked with measured runs):\n")
         print(format_paper(prows).to_markdown(index=False, disable_numparse=True))
+    return 0
+
+
+def _print_matrix(runs, task: str, fmt: str, url: str) -> int:
+    """``rbnlp leaderboard --matrix``: :func:`robustbench_nlp.leaderboard.attack_matrix`."""
+    from .leaderboard import attack_matrix, format_matrix
+
+    matrix, protocols = attack_matrix(runs, task)
+    if fmt == "csv":
+        print(matrix.to_csv(index=False), end="")
+    elif fmt == "json":
+        print(matrix.to_json(orient="records", indent=2))
+    elif matrix.empty:
+        print(f"(no finished runs of {task} in {url})")
+    else:
+        print(f"## {task}: mean AUA (%) per defense configuration and attack protocol "
+              "(degenerate runs left out)\n")
+        print(format_matrix(matrix).to_markdown(index=False, disable_numparse=True))
+        print("\nprotocols: " + ", ".join(f"{c} = {h}" for c, h in protocols.items()))
+        print("The ensemble attacks each example with every recipe of its suite (first "
+              "success wins): its AUA is the worst case; the worst single-recipe AUA is an "
+              "upper bound of it.")
     return 0
 
 
@@ -672,6 +718,9 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--runs", action="store_true",
                     help="also list every run of each configuration (csv/json: one row per "
                     "run instead of one per configuration)")
+    lb.add_argument("--matrix", action="store_true",
+                    help="defense × attack AUA of the task (every attack, the ensemble's "
+                    "worst case beside the single recipes) instead of one attack's tables")
     lb.set_defaults(func=cmd_leaderboard)
 
     rc = sub.add_parser("rescore", help="recompute the protocol, robustness curves and "

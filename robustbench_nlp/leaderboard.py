@@ -662,3 +662,75 @@ def side_by_side(board: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
         columns={"ACC": "paper ACC", "AUA": "paper AUA"})
     out = board.merge(rep, on=["defense", "backbone"], how="inner")
     return out[cols].reset_index(drop=True)
+
+
+#: columns of :func:`attack_matrix` before the per-attack ones
+MATRIX_KEY_COLUMNS = ["defense", "carrier", "backbone", "settings", "config"]
+#: the smallest single-recipe AUA of a configuration (a :func:`attack_matrix` column)
+WORST_SINGLE = "worst single-recipe AUA"
+
+
+def attack_matrix(runs: pd.DataFrame, task: str = "sst2",
+                  attacks: list[str] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Defense configuration × attack: mean AUA over seeds for one task.
+
+    One column per attack protocol (labelled by the attack's name, with the protocol hash
+    when an attack has several protocols on the task), pooled as the leaderboard pools
+    (:func:`configuration_rows`, degenerate runs left out), plus
+    :data:`WORST_SINGLE`: the smallest AUA of the configuration over the search attacks
+    (every attack but AdvGLUE and the ensemble). The ensemble's column (``ensemble``)
+    attacks every example with every recipe of its suite, so it can only be at or below
+    the single recipes it contains; it is the worst case, ``WORST_SINGLE`` an upper bound of it.
+
+    Args:
+        runs: a :meth:`Store.runs_frame`.
+        task: the task.
+        attacks: the attacks to include (default: every attack with finished runs on
+            ``task``).
+
+    Returns:
+        ``(matrix, protocols)``: the matrix (columns :data:`MATRIX_KEY_COLUMNS`, one column
+        per attack protocol, :data:`WORST_SINGLE`; rows sorted by the ensemble's AUA when
+        present, else by :data:`WORST_SINGLE`, descending) and ``{column: protocol hash}``.
+    """
+    if runs.empty:
+        return pd.DataFrame(columns=[*MATRIX_KEY_COLUMNS, WORST_SINGLE]), {}
+    fin = runs[(runs["status"] == "finished") & (runs["task"] == task)]
+    names = attacks or sorted(pd.unique(fin["attack"]))
+    cells: dict[str, dict] = {}
+    keys: dict[str, dict] = {}
+    protocols: dict[str, str] = {}
+    single: list[str] = []
+    for attack in names:
+        tables = [t for t in protocol_tables(leaderboard(task=task, attack=attack, runs=runs),
+                                             runs) if t.protocol_hash != NO_PROTOCOL]
+        for t in tables:
+            col = attack if len(tables) == 1 else f"{attack} [{t.protocol_hash}]"
+            protocols[col] = t.protocol_hash
+            if attack not in ("ensemble", "advglue"):
+                single.append(col)
+            for r in t.ranked.to_dict("records"):
+                keys.setdefault(r["config"], {k: r[k] for k in MATRIX_KEY_COLUMNS})
+                cells.setdefault(r["config"], {})[col] = r["AUA"]
+    cols = list(protocols)
+    rows = []
+    for cfg, key in keys.items():
+        row = {**key, **{c: cells[cfg].get(c, np.nan) for c in cols}}
+        vals = [row[c] for c in single if not pd.isna(row[c])]
+        row[WORST_SINGLE] = min(vals) if vals else np.nan
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=[*MATRIX_KEY_COLUMNS, *cols, WORST_SINGLE])
+    order = "ensemble" if "ensemble" in out.columns else WORST_SINGLE
+    out = out.sort_values([order, WORST_SINGLE, "config"], ascending=[False, False, True],
+                          na_position="last", kind="stable").reset_index(drop=True)
+    return out, protocols
+
+
+def format_matrix(matrix: pd.DataFrame) -> pd.DataFrame:
+    """:func:`attack_matrix` for display: AUA with 2 decimals, ``–`` where not measured;
+    the ``config`` id left out."""
+    out = matrix.drop(columns=["config"]).copy()
+    for c in out.columns:
+        if c not in MATRIX_KEY_COLUMNS:
+            out[c] = [("–" if pd.isna(v) else f"{float(v):.2f}") for v in out[c]]
+    return out

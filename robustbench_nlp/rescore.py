@@ -65,10 +65,13 @@ def derive_run(store, run_id: str, lexicon=None) -> dict:
         query_based, word_swaps = cls.query_based, cls.word_swaps
         curves = cls.derived_curves
     except RBNLPError:  # a plugin not installed here: treat it as a word-swap search
-        query_based, word_swaps, curves = True, True, True
+        cls, (query_based, word_swaps, curves) = None, (True, True, True)
     summary = robustness_summary(with_total_words(rows) if query_based else rows,
                                  query_based=query_based, word_swaps=word_swaps,
                                  lexicon=lexicon, curves=curves)
+    own = cls.rows_summary(rows) if cls is not None and rows else None
+    if own is not None:
+        summary["robustness"]["attack"] = own
     h = protocol_hash(record)
     store.update_run(run_id, protocol=record, protocol_hash=h)
     if run.metrics is not None:

@@ -313,7 +313,7 @@ def finish_run(store, run_id: str) -> dict:
     store.save_metrics(run_id, **m)
     derived = derive_run(store, run_id)  # protocol of the stored rows, curves, invalid swaps
     m.update({k: derived[k] for k in ("aua_at_10", "aua_at_30", "curve_area",
-                                      "invalid_swap_rate")})
+                                      "invalid_swap_rate", "robustness")})
     m["protocol_hash"] = derived["protocol_hash"]
     store.update_run(run_id, status="finished", finished_at=_now())
     return m

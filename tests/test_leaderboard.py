@@ -166,3 +166,44 @@ def test_model_card_text_of_evaluated_models():
     assert model_card_text(hub) == ("bert-sst2 · textattack/bert-base-uncased-SST-2@8f3c1e2d9a7b"
                                     " · 109,483,778 params")
     assert model_card_text({"pooling": "mean"}) == "" and model_card_text(None) == ""
+
+
+def _add_attack(store, rid, defense, attack, seed, failed, attacked=20, degenerate=False):
+    """A finished run of ``attack`` with its recorded protocol (AUA = failed/attacked)."""
+    config = {"run": {"model": "minilm", "mixed_precision": "auto", "seed": seed},
+              "defense": {"lr": 0.1}, "attack": {}, "max_length": 64}
+    store.create_run(id=rid, task="sst2", defense=defense, attack=attack, model="minilm",
+                     seed=seed, num_examples=attacked, config=config, resources=RES,
+                     status="finished")
+    store.save_metrics(rid, acc=80.0, eval_examples=N_DEV, aua=100.0 * failed / attacked,
+                       attacked=attacked, failed=failed, successful=attacked - failed,
+                       skipped=0, degenerate=degenerate)
+    rec = run_protocol(attack, "sst2", {}, RES, range(attacked))
+    store.update_run(rid, protocol=rec, protocol_hash=protocol_hash(rec))
+
+
+def test_attack_matrix_puts_the_ensemble_beside_the_single_recipes(tmp_path, capsys):
+    from robustbench_nlp.leaderboard import WORST_SINGLE, attack_matrix
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    store = Store(url)
+    # peaft: textfooler 10% and 30% over two seeds (mean 20), pwws 15%, ensemble 5%
+    _add_attack(store, "p-tf0", "peaft", "textfooler", 0, 2)
+    _add_attack(store, "p-tf1", "peaft", "textfooler", 1, 6)
+    _add_attack(store, "p-pw0", "peaft", "pwws", 0, 3)
+    _add_attack(store, "p-en0", "peaft", "ensemble", 0, 1)
+    # freelb: textfooler 40%, pwws 50%, no ensemble run; rose degenerate: left out
+    _add_attack(store, "f-tf0", "freelb", "textfooler", 0, 8)
+    _add_attack(store, "f-pw0", "freelb", "pwws", 0, 10)
+    _add_attack(store, "r-tf0", "rose", "textfooler", 0, 19, degenerate=True)
+    matrix, protocols = attack_matrix(store.runs_frame(), "sst2")
+    assert list(protocols) == ["ensemble", "pwws", "textfooler"]
+    assert matrix["defense"].tolist() == ["peaft", "freelb"]  # by ensemble AUA, NaN last
+    peaft, freelb = matrix.iloc[0], matrix.iloc[1]
+    assert (peaft["textfooler"], peaft["pwws"], peaft["ensemble"]) == (20.0, 15.0, 5.0)
+    assert peaft[WORST_SINGLE] == 15.0
+    assert (freelb["textfooler"], freelb["pwws"], freelb[WORST_SINGLE]) == (40.0, 50.0, 40.0)
+    assert math.isnan(freelb["ensemble"])
+    assert main(["leaderboard", "--task", "sst2", "--matrix", "--db", url]) == 0
+    out = capsys.readouterr().out
+    assert "| peaft" in out and "| 5.00 " in out and "| –" in out and "rose" not in out
