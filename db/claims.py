@@ -145,14 +145,18 @@ def attach_job(store, cid: str, attempt: int, job_id: str, log_out: str | None,
 def start_cell(store, cid: str, attempt: int, job_id: str | None, host: str, pid: int,
                log_out: str | None = None, log_err: str | None = None) -> dict | None:
     """The job holding claim ``attempt`` starts the cell (state ``running``, this process as
-    its host and pid).
+    its host and pid); a job Slurm requeued after preemption (same job id, same claim)
+    starts its ``interrupted`` cell again.
 
     Returns:
         the cell's row as it was before (its ``run_id`` and ``jobs`` tell what an earlier job
         left to continue), or ``None`` when the claim was lost (the job must not run).
     """
     row = get_cells(store, [cid]).get(cid)
-    if row is None or row["attempt"] != attempt or row["state"] not in HELD:
+    # a job Slurm requeued (preemption) keeps its job id and claim: it continues its cell
+    requeued = ("interrupted",) if job_id and row is not None \
+        and row["slurm_job_id"] == job_id else ()
+    if row is None or row["attempt"] != attempt or row["state"] not in HELD + requeued:
         return None
     jobs = _with_job(row["jobs"], {"job_id": job_id, "state": "running", "host": host,
                                    "pid": pid, "log_out": log_out, "log_err": log_err})
@@ -163,7 +167,7 @@ def start_cell(store, cid: str, attempt: int, job_id: str | None, host: str, pid
         values["slurm_job_id"] = job_id
     if log_out:
         values.update(log_out=log_out, log_err=log_err)
-    return row if _cas(store, cid, attempt, values, states=HELD) else None
+    return row if _cas(store, cid, attempt, values, states=HELD + requeued) else None
 
 
 def heartbeat(store, cid: str, attempt: int, run_id: str | None = None) -> bool:

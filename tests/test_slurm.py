@@ -289,6 +289,10 @@ def test_claims_are_atomic_and_dead_holders_reclaimable(tmp_path):
     assert (row["state"], row["attempt"], row["run_id"]) == ("interrupted", 3, "run1")
     assert [(j["job_id"], j["state"]) for j in row["jobs"]] == [("7_0", "running"),
                                                                ("9_0", "interrupted")]
+    # the same job requeued by Slurm (same id, same claim) continues; another job does not
+    assert claims.start_cell(store, cid, 3, "9_1", "node2", 14) is None
+    assert claims.start_cell(store, cid, 3, "9_0", "node3", 15)["state"] == "interrupted"
+    assert claims.end_cell(store, cid, 3, "interrupted", "run1", "interrupted (SIGTERM)")
     # an interrupted cell is claimable without asking about its holder; a finished one never
     assert claims.claim_cell(store, "k", "cell", "s", "proc:d:4", alive) == 4
     assert claims.end_cell(store, cid, 4, "finished", "run1")
