@@ -134,3 +134,46 @@ class Example(Base):
     extra: Mapped[dict] = mapped_column(JSON, default=dict)
 
     run: Mapped[Run] = relationship(back_populates="examples")
+
+
+#: states of a sweep cell run through a launcher (:mod:`robustbench_nlp.db.claims`)
+CELL_STATES = ("pending", "claimed", "running", "finished", "failed", "interrupted")
+
+
+class SweepCell(Base):
+    """One cell of a sweep as a launcher sees it (revision 0004): who holds it, how far it got,
+    its run and the logs of every job that held it.
+
+    The primary key is a hash of the cell's configuration key
+    (:func:`robustbench_nlp.sweep.run_key`), so claiming a cell is an ``INSERT`` that fails
+    on a duplicate, or an ``UPDATE ... WHERE attempt = <seen>`` that matches one row; either
+    way exactly one claimant wins (:func:`robustbench_nlp.db.claims.claim_cell`).
+    """
+
+    __tablename__ = "sweep_cells"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: the sweep (its ``name``) that last claimed the cell, and the cell's label in it
+    sweep: Mapped[str] = mapped_column(String(255), index=True)
+    label: Mapped[str] = mapped_column(Text)
+    #: ``pending``, ``claimed`` (a job is queued), ``running``, ``finished``, ``failed`` or
+    #: ``interrupted`` (:data:`CELL_STATES`)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    #: claim counter: every claim increments it, and the holder's writes match on it
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    #: ``slurm:<job id>`` or ``proc:<host>:<pid>`` (a driver between claim and submission)
+    owner: Mapped[str | None] = mapped_column(String(255))
+    slurm_job_id: Mapped[str | None] = mapped_column(String(64))
+    #: the process running the cell (its runs carry the same host and pid)
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    run_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    log_out: Mapped[str | None] = mapped_column(Text)
+    log_err: Mapped[str | None] = mapped_column(Text)
+    #: every job that held the cell: ``{"job_id", "state", "log_out", "log_err", "host",
+    #: "pid"}`` dicts, oldest first
+    jobs: Mapped[list] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                 onupdate=utcnow)

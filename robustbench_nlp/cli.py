@@ -236,10 +236,28 @@ def cmd_merge(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import run_sweep
+    from .config import parse_set_options
+    from .sweep import run_sweep, sweep_status
 
-    run_sweep(args.config, db=args.db, dry_run=args.dry_run, echo=lambda s: print(s, flush=True))
-    return 0
+    echo = lambda s: print(s, flush=True)  # noqa: E731
+    if args.status:
+        sweep_status(args.config, db=args.db, echo=echo)
+        return 0
+    if args.launcher == "local":
+        run_sweep(args.config, db=args.db, dry_run=args.dry_run, echo=echo)
+        return 0
+    from .slurm import SlurmOptions, submit_sweep
+
+    opts = SlurmOptions(partition=args.partition, time_min=args.time, gpus=args.gpus,
+                        cpus=args.cpus, mem_gb=args.mem, max_in_flight=args.max_in_flight,
+                        logs_dir=args.logs_dir, sbatch=parse_set_options(args.sbatch),
+                        wait=not args.no_wait, poll_s=args.poll)
+    report = submit_sweep(args.config, db=args.db, runs_dir=args.runs_dir,
+                          data_dir=args.data_dir, options=opts, dry_run=args.dry_run, echo=echo)
+    # 1: a cell this driver submitted failed or was interrupted (cells held by another
+    # driver's jobs are theirs to report)
+    return 1 if not args.dry_run and not args.no_wait and any(
+        r["job_id"] and r["state"] in ("failed", "interrupted") for r in report) else 0
 
 
 def cmd_list(args) -> int:
@@ -337,7 +355,26 @@ def cmd_show(args) -> int:
         print(json.dumps(rec, indent=2, default=str))
     else:
         print(show_summary(run))
+        for line in job_lines(store, run.id):
+            print(line)
     return 0
+
+
+def job_lines(store, run_id: str) -> list[str]:
+    """Lines naming the sweep cell of run ``run_id`` and the Slurm jobs that worked on it with
+    their log files (``rbnlp sweep --launcher slurm``); none for a run made outside a sweep
+    launcher."""
+    from .db.claims import cells_of_run
+
+    lines = []
+    for cell in cells_of_run(store, run_id):
+        lines.append(f"sweep {cell['sweep']} cell {cell['label']}: {cell['state']}")
+        for job in cell["jobs"]:
+            logs = ", ".join(job[k] for k in ("log_out", "log_err") if job.get(k))
+            lines.append(f"slurm job {job.get('job_id')} ({job.get('state')}"
+                         + (f" on {job['host']}" if job.get("host") else "") + ")"
+                         + (f": logs {logs}" if logs else ""))
+    return lines
 
 
 def cmd_compare(args) -> int:
@@ -681,7 +718,39 @@ def build_parser() -> argparse.ArgumentParser:
                         "cells, resumes unfinished ones)")
     sw.add_argument("config", help="sweep YAML file (see robustbench_nlp/sweep.py)")
     sw.add_argument("--db", default=None)
-    sw.add_argument("--dry-run", action="store_true", help="list the cells and an estimated time")
+    sw.add_argument("--dry-run", action="store_true", help="list the cells and an estimated time "
+                    "(--launcher slurm: and each cell's job resources); run nothing")
+    sw.add_argument("--status", action="store_true", help="print each cell's state, run id, "
+                    "stored rows, Slurm job id and log files; run nothing")
+    sw.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                    help="local: run the cells one after another here (default); slurm: submit "
+                    "the unfinished cells as Slurm jobs through submitit")
+    sl = sw.add_argument_group("Slurm (--launcher slurm)")
+    sl.add_argument("--partition", default=None, help="Slurm partition (default: the "
+                    "cluster's default)")
+    sl.add_argument("--time", type=int, default=None, metavar="MIN",
+                    help="time limit per cell in minutes (default: 3x its estimated time, "
+                    "at least 60)")
+    sl.add_argument("--gpus", type=int, default=None, help="GPUs per cell (default: 1 for a "
+                    "cell that trains its defense, 0 for one that reuses a trained defense)")
+    sl.add_argument("--cpus", type=int, default=None, help="CPUs per cell (default: 4 to "
+                    "train, 2 to reuse)")
+    sl.add_argument("--mem", type=float, default=None, metavar="GB", help="memory per cell "
+                    "in GB (default: 32 for freelb and rose, 16 for other defenses, 8 to reuse)")
+    sl.add_argument("--max-in-flight", type=int, default=16, metavar="N",
+                    help="cells running at once (Slurm's array throttle; default 16)")
+    sl.add_argument("--runs-dir", default="runs", help="runs folder shared by the jobs")
+    sl.add_argument("--data-dir", default=None, help="GLUE mirror the jobs read (default: "
+                    "found automatically)")
+    sl.add_argument("--logs-dir", default="slurm-logs", help="folder of the jobs' submitit "
+                    "files and logs, shared with the nodes (default slurm-logs/<sweep name>)")
+    sl.add_argument("--sbatch", action="append", metavar="KEY=VALUE",
+                    help="further sbatch option, e.g. account=lab, qos=high, constraint=a100 "
+                    "(repeatable)")
+    sl.add_argument("--no-wait", action="store_true", help="return once the jobs are "
+                    "submitted (check on them with --status)")
+    sl.add_argument("--poll", type=float, default=10.0, metavar="S",
+                    help="seconds between looks at the queue while waiting (default 10)")
     sw.set_defaults(func=cmd_sweep)
 
     ls = sub.add_parser("list", help="list defenses, attacks, tasks or models")

@@ -273,3 +273,75 @@ def run_sweep(path: str | Path, db: str | None = None, dry_run: bool = False,
         m = execute(c.cfg, store=store, continue_matching=True, echo=lambda s: tqdm.write(s))
         report.append({"label": c.label(), "status": "finished", "run_id": m["run_id"]})
     return report
+
+
+#: columns of ``rbnlp sweep FILE --status``
+STATUS_COLUMNS = ("cell", "state", "run", "rows", "slurm job", "logs")
+
+
+def sweep_status(path: str | Path, db: str | None = None, echo=print,
+                 stale_s: float = 900.0) -> list[dict]:
+    """Each cell's state (``rbnlp sweep FILE --status``): one line per cell with its label,
+    state (``pending``, ``claimed``, ``running``, ``finished``, ``failed`` or
+    ``interrupted``), run id, stored example rows / examples to attack, Slurm job id and log
+    files.
+
+    The state comes from the cell's claim (:mod:`robustbench_nlp.db.claims`, written by
+    ``--launcher slurm``), where a ``claimed``/``running`` cell whose job has left the queue
+    (or, where the queue cannot be read, whose heartbeat is older than ``stale_s`` seconds)
+    counts as ``interrupted``; a cell without a claim (run by the local launcher, or never)
+    is ``finished`` when it has a finished run, ``failed``/``interrupted`` when its latest run
+    failed or stopped, else ``pending``.
+
+    Args:
+        echo: printer of the table (``None``: print nothing).
+
+    Returns:
+        one dict per cell: ``label``, ``state``, ``run_id``, ``rows``, ``job_id``,
+        ``log_out``, ``log_err``.
+    """
+    from sqlalchemy import func, select
+
+    from .db import open_store
+    from .db.claims import cell_id, get_cells
+    from .db.models import Example
+    from .slurm import effective_state, job_states
+
+    sweep = load_sweep(path)
+    store = open_store(db or sweep.db)
+    runs = cell_status(store, sweep.cells)
+    rows = get_cells(store, [cell_id(c.key) for c in sweep.cells])
+    live = job_states([r["slurm_job_id"] for r in rows.values()
+                       if r["state"] in ("claimed", "running")])
+    with store.session() as s:
+        counts = dict(s.execute(select(Example.run_id, func.count())
+                                .group_by(Example.run_id)).all())
+    out = []
+    for c in sweep.cells:
+        row = rows.get(cell_id(c.key))
+        st, rid = runs.get(c.key, ("", ""))
+        if st == "finished":
+            state = "finished"
+        elif row is not None:
+            state, rid = effective_state(row, live, stale_s), row["run_id"] or rid
+        elif st:
+            state = "failed" if st == "failed" else "interrupted"
+        else:
+            state = "pending"
+        row = row or {}
+        n = c.cfg.num_examples
+        out.append({"label": c.label(), "state": state, "run_id": rid or "",
+                    "rows": f"{counts.get(rid, 0)}/{n if n is not None else 'all'}" if rid
+                    else "-", "job_id": row.get("slurm_job_id") or "",
+                    "log_out": row.get("log_out") or "", "log_err": row.get("log_err") or ""})
+    if echo is not None:
+        w = max([len(STATUS_COLUMNS[0])] + [len(r["label"]) for r in out])
+        echo(f"{'cell':<{w}}  {'state':<11}  {'run':<12}  {'rows':>7}  {'slurm job':<10}  logs")
+        for r in out:
+            logs = f"{r['log_out']} {r['log_err']}".strip() or "-"
+            echo(f"{r['label']:<{w}}  {r['state']:<11}  {r['run_id'] or '-':<12}  "
+                 f"{r['rows']:>7}  {r['job_id'] or '-':<10}  {logs}")
+        tally = {s: sum(r["state"] == s for r in out) for s in
+                 ("finished", "running", "claimed", "interrupted", "failed", "pending")}
+        echo(f"{len(out)} cells: " + ", ".join(f"{v} {k}" for k, v in tally.items() if v))
+    return out
