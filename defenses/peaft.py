@@ -70,12 +70,21 @@ class PEAFTConfig(SoftPromptConfig):
     adv_steps: int = param(2, "K, PGD ascent steps of the inner max", min=0)
     epsilon: float = param(0.05, "ε, l∞ radius of δ per coordinate, in units of the word-"
                            "embedding RMS coordinate", min=0)
-    adv_lr: float = param(0.025, "α, PGD step size per coordinate, same unit as ε", min=0)
+    adv_lr: float | None = param(None, "α, PGD step size per coordinate, same unit as ε; "
+                                 "None = ε/K (ε when K = 0), so K steps can reach ε", min=0)
     epsilon_init: float = param(0.1, "ε_init of δ0 = U(-1,1)·M·ε_init/√(q·d), absolute "
                                 "embedding units", min=0)
     adv_lambda: float = param(0.5, "λ in L_total = L_bgn + λ·L_adv", min=0)
     attack_prompt_tokens: int = param(0, "virtual tokens of the attack soft prompt learned by "
                                       "the inner max (0 = none)", min=0)
+
+    def __post_init__(self) -> None:
+        """Resolve ``adv_lr`` = None to α = ε/K (ε for K = 0): K sign steps from δ0 ≈ 0 just
+        reach the l∞ ball's surface, for every ε and K (K = 1 is the paper's δ = ε·sign(∇)).
+        At the defaults (ε = 0.05, K = 2) this is the former fixed α = 0.025."""
+        super().__post_init__()
+        if self.adv_lr is None:
+            self.adv_lr = self.epsilon / self.adv_steps if self.adv_steps else self.epsilon
 
 
 @DEFENSES.register("peaft")

@@ -78,7 +78,7 @@ def test_delta0_formula():
 
 
 def test_peaft_delta_inside_ball(minilm, sst2_batch):
-    d, model = make("peaft", minilm, epsilon=0.05, adv_steps=3)
+    d, model = make("peaft", minilm, epsilon=0.05, adv_steps=3, adv_lr=0.025)
     model.train()
     embeds = model.word_embeddings(sst2_batch["input_ids"]).detach()
     delta, prompt = d.perturb(model, embeds, sst2_batch)
@@ -236,3 +236,14 @@ def test_invalid_hyperparameters():
     cfg = build_config(cls.Config, {"adv_steps": "3", "train_head": "false",
                                     "train_examples": "none"})
     assert cfg.adv_steps == 3 and cfg.train_head is False and cfg.train_examples is None
+
+
+def test_peaft_step_size_defaults_to_epsilon_over_k():
+    """α left unset is ε/K (ε for K = 0): 0.05/2 = 0.025 at the defaults (the former fixed
+    α); an explicit α wins; K·α = ε for every K of the calibration grid."""
+    cls = DEFENSES.get("peaft")
+    assert build_config(cls.Config).adv_lr == 0.025
+    for eps, k, alpha in ((0.4, 1, 0.4), (0.2, 2, 0.1), (0.3, 3, 0.1), (0.8, 0, 0.8)):
+        cfg = build_config(cls.Config, {"epsilon": str(eps), "adv_steps": str(k)})
+        assert cfg.adv_lr == pytest.approx(alpha, rel=1e-12)
+    assert build_config(cls.Config, {"epsilon": "0.4", "adv_lr": "0.01"}).adv_lr == 0.01
