@@ -15,10 +15,35 @@ Per batch, with E(x) the word embeddings, M the attention mask, q real tokens, d
 * one optimizer step (the shared loop); no separate clean-loss term.
 
 Per-task defaults (``None`` = the task's reference setting, resolved in :meth:`FreeLB.setup`):
-the GLUE settings of the reference scripts, adv_lr / init_mag / max_norm / K:
-SST-2 0.1 / 0.6 / 0 / 2, QNLI 0.05 / 0.1 / 0 / 3, RTE 0.1 / 0 / 0 / 3. The Hugging Face
-scripts have no MRPC setting; MRPC uses 0.04 / 0.64 / 0.4 / 3, the authors' own MRPC run in
-``fairseq-RoBERTa/launch/FreeLB/mrpc-fp32-clip.sh`` (RoBERTa-large, same δ0 convention).
+the Hugging Face GLUE rows of ``huggingface-transformers/launch/run_glue.sh`` (ALBERT-xxlarge-v2,
+``--norm-type`` not passed, so l2), columns ``adv_lr adv_mag anorm asteps``, read at
+zhuchen03/FreeLB commit eb23701:
+
+=======  ==========================================================  ==================
+task     row of ``launch/run_glue.sh``, up to ``asteps``                adv_lr/init/max/K
+=======  ==========================================================  ==================
+SST-2    ``runexp SST-2 0 albert-xxlarge-v2 1e-1 6e-1 0 2``               0.1 / 0.6 / 0 / 2
+MRPC     ``runexp MRPC 0 albert-xxlarge-v2 3e-2 0 0 4``                   0.03 / 0 / 0 / 4
+RTE      ``runexp RTE 0 albert-xxlarge-v2 1e-1 0 0 3``                    0.1 / 0 / 0 / 3
+QNLI     ``runexp QNLI 0 albert-xxlarge-v2 5e-2 1e-1 0 3``                0.05 / 0.1 / 0 / 3
+=======  ==========================================================  ==================
+
+(whitespace between the fields collapsed; the rows go on with lr, batch size, etc., which
+this module does not use.)
+
+K semantics. ``adv_steps`` here counts what ``examples/run_glue_freelb.py`` counts: its loop
+``for astep in range(args.adv_steps)`` makes K forward/backward passes per batch, each loss
+divided by K, with K - 1 ascent steps between them (the loop breaks after the K-th backward).
+The fairseq implementation (``fairseq-RoBERTa/fairseq/tasks/sentence_prediction.py``) counts
+differently: one pass on δ0 *plus* ``--adv-steps`` ascent-then-pass rounds, each loss divided
+by ``1 + adv_steps`` — so a fairseq ``ADV_STEP`` of k is K = k + 1 in this module's (and the
+Hugging Face script's) convention. All four defaults are Hugging Face rows, so no
+conversion is applied; an earlier version used the fairseq MRPC row
+(``fairseq-RoBERTa/launch/FreeLB/mrpc-fp32-clip.sh``: ADV_LR 4e-2, ADV_STEP 3, INIT_MAG
+0.64, MNORM 4e-1) as "K = 3", which is 4 passes there, on the wrong claim that the Hugging
+Face script has no MRPC row. The reference values are the authors' ALBERT-xxlarge settings in
+absolute embedding units, used unscaled on every backbone; each run records the resulting
+mean per-token ‖δ‖₂/‖E(x)‖₂ (``delta_ratio``).
 
 Departures from the reference (documented in the README):
 
@@ -50,13 +75,32 @@ from robustbench_nlp.registry import DEFENSES
 from .base import Defense
 from .finetune import FinetuneConfig
 
-#: Reference GLUE settings per task: (adv_lr, adv_init_mag, adv_max_norm, adv_steps).
-TASK_SETTINGS: dict[str, tuple[float, float, float, int]] = {
-    "sst2": (0.1, 0.6, 0.0, 2),
-    "qnli": (0.05, 0.1, 0.0, 3),
-    "rte": (0.1, 0.0, 0.0, 3),
-    # not in the Hugging Face scripts: the authors' fairseq RoBERTa-large MRPC run
-    "mrpc": (0.04, 0.64, 0.4, 3),
+@dataclass(frozen=True)
+class ReferenceRow:
+    """One FreeLB reference setting: the four ascent hyperparameters and the row they come
+    from. ``adv_lr``, ``adv_init_mag``, ``adv_max_norm`` are absolute embedding units
+    (``adv_max_norm`` 0 = unbounded, l2 per example over the sequence); ``adv_steps`` is K in
+    the Hugging Face convention (K forward/backward passes, K - 1 ascents; module docstring)."""
+
+    adv_lr: float
+    adv_init_mag: float
+    adv_max_norm: float
+    adv_steps: int
+    source: str  # "<file in zhuchen03/FreeLB>: <task> row"
+
+    def values(self) -> tuple[float, float, float, int]:
+        """(adv_lr, adv_init_mag, adv_max_norm, adv_steps), in :data:`_FIELDS` order."""
+        return (self.adv_lr, self.adv_init_mag, self.adv_max_norm, self.adv_steps)
+
+
+_HF_SCRIPT = "huggingface-transformers/launch/run_glue.sh"
+
+#: Reference GLUE settings per task (module docstring), each naming its source row.
+TASK_SETTINGS: dict[str, ReferenceRow] = {
+    "sst2": ReferenceRow(0.1, 0.6, 0.0, 2, f"{_HF_SCRIPT}: SST-2 row"),
+    "mrpc": ReferenceRow(0.03, 0.0, 0.0, 4, f"{_HF_SCRIPT}: MRPC row"),
+    "rte": ReferenceRow(0.1, 0.0, 0.0, 3, f"{_HF_SCRIPT}: RTE row"),
+    "qnli": ReferenceRow(0.05, 0.1, 0.0, 3, f"{_HF_SCRIPT}: QNLI row"),
 }
 _FIELDS = ("adv_lr", "adv_init_mag", "adv_max_norm", "adv_steps")
 
@@ -185,7 +229,12 @@ class FreeLB(Defense):
         self._resolved: dict | None = None
 
     def resolve(self, task_name: str | None) -> dict:
-        """The effective (adv_lr, adv_init_mag, adv_max_norm, adv_steps) for ``task_name``.
+        """The effective (adv_lr, adv_init_mag, adv_max_norm, adv_steps) for ``task_name``:
+        each field set in the config wins, a ``None`` field takes the task's
+        :data:`TASK_SETTINGS` row (Hugging Face ``launch/run_glue.sh``, K in its convention).
+
+        Returns:
+            ``{"adv_lr", "adv_init_mag", "adv_max_norm": float, "adv_steps": int}``.
 
         Raises:
             ConfigError: a field is ``None`` and the task has no reference setting.
@@ -198,7 +247,7 @@ class FreeLB(Defense):
                 if ref is None:
                     raise ConfigError(f"freelb: no reference setting for task {task_name!r}; "
                                       f"set {', '.join(_FIELDS)} explicitly")
-                value = ref[i]
+                value = ref.values()[i]
             out[key] = value
         out["adv_steps"] = int(out["adv_steps"])
         return out

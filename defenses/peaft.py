@@ -6,8 +6,33 @@
   input embeddings E(x) (peft prompt tuning) and trained with the classification head;
 * inner max (PGD on the word embeddings of the real tokens, mask M):
   δ0 = U(-1, 1)·M·ε_init/√(q·d), then K ascent steps δ ← Π_ε(δ + α·sign(∇_δ L_adv));
-  optionally an *attack soft prompt* of extra virtual tokens is learned by the same ascent;
+  optionally an *attack soft prompt* a of k_a extra virtual tokens is learned by the same
+  ascent and kept from batch to batch (below);
 * outer min: L_total = L_bgn + λ·L_adv, only p (and the head) updated.
+
+The attack soft prompt: our reading. §3 "splits the soft prompt into two sets of tokens": the
+defense soft prompt, "learned by the outer minimization", and the attack soft prompt,
+"responsible for the attack generation (learned via inner maximization)"; "once the
+adversarial soft prompt is learned, it is prepended to the input which acts as an adversarial
+example". The δ of its formulas is drawn afresh for every input (δ0 uses the input's mask M
+and length q), so δ cannot be what is "learned" and kept; the attack soft prompt is, like
+the defense soft prompt it is split from, a set of virtual-token embeddings that persists
+over training. Hence:
+
+* a is one tensor [k_a, d], shared by every example (a universal prompt: per-example
+  tokens could not be carried into a batch of other examples), drawn once, at the first
+  adversarial batch after :meth:`PEAFT.setup`, as a0 = clamp(U(-1, 1)·ε_init/√(k_a·d), ±ε)
+  (the paper's δ0 with M = 1, q = k_a);
+* every batch's K PGD steps start from the a the previous batch left and update it jointly
+  with δ: a ← Π_ε(a + α·sign(∇_a L_adv)), where ∇_a sums over the batch's examples and Π_ε
+  clamps every coordinate to ±ε (the paper gives the attack prompt no radius of its own, so
+  it shares δ's l∞ ball, centred at 0); the a after the K-th step is stored for the next
+  batch (and across epochs), and is the prompt of that batch's L_adv forward;
+* it only enters training (L_adv and the ascent); the trained defense is the defense soft
+  prompt and head alone, so a is not saved and plays no part at evaluation.
+
+``attack_prompt_tokens = 0`` (the default) is the reading in which the attack soft prompt is
+δ itself; then nothing is kept between batches.
 
 With λ = 0 (or K = 0) no perturbation is drawn and the step equals
 :class:`~defenses.prompt_tuning.PromptTuning` exactly, random state included.
@@ -45,12 +70,21 @@ class PEAFTConfig(SoftPromptConfig):
     adv_steps: int = param(2, "K, PGD ascent steps of the inner max", min=0)
     epsilon: float = param(0.05, "ε, l∞ radius of δ per coordinate, in units of the word-"
                            "embedding RMS coordinate", min=0)
-    adv_lr: float = param(0.025, "α, PGD step size per coordinate, same unit as ε", min=0)
+    adv_lr: float | None = param(None, "α, PGD step size per coordinate, same unit as ε; "
+                                 "None = ε/K (ε when K = 0), so K steps can reach ε", min=0)
     epsilon_init: float = param(0.1, "ε_init of δ0 = U(-1,1)·M·ε_init/√(q·d), absolute "
                                 "embedding units", min=0)
     adv_lambda: float = param(0.5, "λ in L_total = L_bgn + λ·L_adv", min=0)
     attack_prompt_tokens: int = param(0, "virtual tokens of the attack soft prompt learned by "
                                       "the inner max (0 = none)", min=0)
+
+    def __post_init__(self) -> None:
+        """Resolve ``adv_lr`` = None to α = ε/K (ε for K = 0): K sign steps from δ0 ≈ 0 just
+        reach the l∞ ball's surface, for every ε and K (K = 1 is the paper's δ = ε·sign(∇)).
+        At the defaults (ε = 0.05, K = 2) this is the former fixed α = 0.025."""
+        super().__post_init__()
+        if self.adv_lr is None:
+            self.adv_lr = self.epsilon / self.adv_steps if self.adv_steps else self.epsilon
 
 
 @DEFENSES.register("peaft")
@@ -70,15 +104,31 @@ class PEAFT(PromptTuning):
                            "adv_lr_abs": self.config.adv_lr * self._unit,
                            "embedding_rms": self._unit})
         self._ratios: list[float] = []
+        #: the attack soft prompt a [k_a, d] kept between batches (None until the first
+        #: adversarial batch, or when ``attack_prompt_tokens`` = 0); module docstring
+        self.attack_prompt: torch.Tensor | None = None
 
     @property
     def adversarial(self) -> bool:
         return self.config.adv_lambda > 0 and (self.config.adv_steps > 0
                                                 or self.config.attack_prompt_tokens > 0)
 
+    def initial_attack_prompt(self, dim: int, eps: float, device: torch.device,
+                              dtype: torch.dtype) -> torch.Tensor:
+        """a0 [k_a, dim] = clamp(U(-1, 1)·ε_init/√(k_a·dim), ±ε): the paper's δ0 with M = 1 and
+        q = k_a, inside the l∞ ball of radius ``eps`` (absolute embedding units). Draws from
+        the torch RNG of ``device``."""
+        k = self.config.attack_prompt_tokens
+        ones = torch.ones(1, k, dtype=torch.long, device=device)
+        return init_delta_l2(ones, dim, self.config.epsilon_init, dtype)[0].clamp(-eps, eps)
+
     def perturb(self, model, embeds: torch.Tensor, batch: dict) -> tuple[torch.Tensor,
                                                                           torch.Tensor | None]:
-        """Inner max: PGD on δ (and the attack soft prompt) for one batch.
+        """Inner max: PGD on δ and on the kept attack soft prompt a, for one batch.
+
+        Starts a from :attr:`attack_prompt` (drawn by :meth:`initial_attack_prompt` on the
+        first call) and stores the a of the last step back into it, so the next batch's ascent
+        continues from this one's (module docstring).
 
         Args:
             model: the classifier (train mode; its parameters receive no gradient here).
@@ -87,33 +137,40 @@ class PEAFT(PromptTuning):
 
         Returns:
             ``(δ, attack_prompt)``: δ [B, L, d] with ‖δ‖∞ ≤ ε and zero on padding; the
-            attack soft prompt [B, k_a, d] or ``None``.
+            attack soft prompt a expanded to [B, k_a, d] (‖a‖∞ ≤ ε), or ``None`` when
+            ``attack_prompt_tokens`` = 0.
         """
         cfg = self.config
         mask = batch["attention_mask"]
         eps = cfg.epsilon * self._unit
         alpha = cfg.adv_lr * self._unit
         m = mask.unsqueeze(-1).to(embeds.dtype)
-        d = embeds.shape[-1]
+        b, d = embeds.shape[0], embeds.shape[-1]
         delta = init_delta_l2(mask, d, cfg.epsilon_init, embeds.dtype).clamp(-eps, eps)
         prompt = None
         if cfg.attack_prompt_tokens:
-            ones = mask.new_ones(mask.shape[0], cfg.attack_prompt_tokens)
-            prompt = init_delta_l2(ones, d, cfg.epsilon_init, embeds.dtype).clamp(-eps, eps)
+            if self.attack_prompt is None:
+                self.attack_prompt = self.initial_attack_prompt(d, eps, embeds.device,
+                                                                embeds.dtype)
+            prompt = self.attack_prompt.to(device=embeds.device, dtype=embeds.dtype)
         steps = max(cfg.adv_steps, 1 if prompt is not None else 0)
-        kw = {k: v for k, v in batch.items() if k not in ("labels",)}
+        kw = {k: v for k, v in batch.items() if k not in ("labels", "input_ids")}
         for _ in range(steps):
             leaves = [delta.requires_grad_()] + ([prompt.requires_grad_()] if prompt is not None
                                                  else [])
-            logits = model(inputs_embeds=embeds + delta, prefix_embeds=prompt,
-                           **{k: v for k, v in kw.items() if k != "input_ids"})
+            logits = model(inputs_embeds=embeds + delta,
+                           prefix_embeds=None if prompt is None else prompt.expand(b, -1, -1),
+                           **kw)
             loss = F.cross_entropy(logits, batch["labels"])
             grads = torch.autograd.grad(loss, leaves)
             with torch.no_grad():
                 delta = ((delta + alpha * grads[0].sign()) * m).clamp(-eps, eps)
                 if prompt is not None:
                     prompt = (prompt + alpha * grads[1].sign()).clamp(-eps, eps)
-        return delta.detach(), (prompt.detach() if prompt is not None else None)
+        if prompt is None:
+            return delta.detach(), None
+        self.attack_prompt = prompt.detach()
+        return delta.detach(), self.attack_prompt.expand(b, -1, -1)
 
     def step(self, model, batch) -> dict[str, float]:
         if not self.adversarial:

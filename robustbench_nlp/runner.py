@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import hashlib
 import json
 import platform
 import resource
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -169,16 +172,143 @@ def make_defense(cfg: RunConfig):
     return dcls(build_config(dcls.Config, cfg.defense_params, owner=f"defense {cfg.defense!r}"))
 
 
-def training_record(cfg: RunConfig) -> dict:
+#: folders (and files) of a checkout whose contents are the installed package
+#: (``pyproject.toml``'s ``package-dir``): what decides whether a checkout is "dirty"
+SOURCE_PATHS = ("robustbench_nlp", "defenses", "attacks", "app", "db", "pyproject.toml")
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """stdout of ``git -C root ARGS`` as text, or ``None`` if git is missing or fails."""
+    try:
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                             timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.decode("utf-8", "surrogateescape")
+
+
+def source_commit(root: Path) -> str | None:
+    """The git commit of a checkout the package is installed from, or ``None``.
+
+    ``root`` is the folder holding the package's source folders (:data:`SOURCE_PATHS`); it
+    counts as a checkout only when it *is* the top level of a git work tree (so a copy in a
+    ``site-packages`` that happens to lie inside some repository has no commit). The value
+    is ``git rev-parse HEAD``, followed by ``+dirty.<h>`` when a tracked file under
+    :data:`SOURCE_PATHS` differs from HEAD (staged or not) or an untracked, not ignored
+    file lies there (a new plugin module is code too). ``h`` = first 12 hex digits of the
+    SHA-256 of ``git diff HEAD --binary`` over those paths followed by each untracked file's
+    path and bytes, so it names the exact working-tree state.
+
+    Dirty trees are reusable, but only by the same dirty state: a bare ``+dirty`` would let
+    two different uncommitted edits share trained defenses (the silent reuse the key exists
+    to prevent), while refusing dirty trees outright would retrain identical code on every
+    re-run of an uncommitted experiment. Changes outside :data:`SOURCE_PATHS` (docs,
+    experiments, tests) do not make a tree dirty.
+
+    Args:
+        root: candidate checkout root.
+
+    Returns:
+        ``"<40 hex>"``, ``"<40 hex>+dirty.<12 hex>"``, or ``None`` (not a checkout, or git
+        is not installed).
+    """
+    top = _git(root, "rev-parse", "--show-toplevel")
+    if top is None or Path(top.strip()).resolve() != Path(root).resolve():
+        return None
+    head = _git(root, "rev-parse", "HEAD")
+    status = _git(root, "status", "--porcelain", "--untracked-files=all", "--",
+                  *SOURCE_PATHS)
+    if head is None or status is None:
+        return None
+    head = head.strip()
+    if not status.strip():
+        return head
+    diff = _git(root, "diff", "HEAD", "--binary", "--no-color", "--no-ext-diff", "--",
+                *SOURCE_PATHS) or ""
+    h = hashlib.sha256(diff.encode("utf-8", "surrogateescape"))
+    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "-z", "--",
+                     *SOURCE_PATHS) or ""
+    for rel in sorted(x for x in untracked.split("\0") if x):
+        h.update(b"\0" + rel.encode("utf-8", "surrogateescape") + b"\0")
+        try:
+            h.update((Path(root) / rel).read_bytes())
+        except OSError:
+            pass
+    return f"{head}+dirty.{h.hexdigest()[:12]}"
+
+
+@functools.lru_cache(maxsize=1)
+def code_identity() -> dict:
+    """``{"version", "commit"}`` of the running package: its installed version
+    (``importlib.metadata``; ``None`` if not installed) and :func:`source_commit` of the
+    folder above the package (``None`` unless installed from a checkout, i.e. editable).
+
+    Computed once per process, so a process keeps the identity of the code it loaded even
+    if the checkout is edited while it runs (a long sweep, for instance).
+    """
+    try:
+        version = metadata.version("robustbench_nlp")
+    except metadata.PackageNotFoundError:
+        version = None
+    return {"version": version, "commit": source_commit(Path(__file__).resolve().parent.parent)}
+
+
+def resolved_precision(mixed_precision: str, device: torch.device) -> str:
+    """What ``mixed_precision`` means on ``device``: ``"bf16"`` (bfloat16 autocast) or
+    ``"fp32"`` (:func:`~robustbench_nlp.backbones.autocast_dtype_for`; ``auto`` is bf16 on a
+    CUDA GPU with bfloat16 support, fp32 elsewhere).
+
+    Raises:
+        ConfigError: unknown setting, or bf16 on a GPU without it.
+    """
+    return "bf16" if autocast_dtype_for(mixed_precision, device) == torch.bfloat16 else "fp32"
+
+
+def build_record(mixed_precision: str, device: torch.device) -> dict:
+    """The ``config["build"]`` of a training run: what trained it besides its settings.
+
+    Returns:
+        ``{"version", "commit"}`` (:func:`code_identity`), ``"precision"``
+        (:func:`resolved_precision`) and ``"device_type"`` (``device.type``: ``cpu``,
+        ``cuda``, ...). Part of :func:`training_key`, so a defense trained by other code, at
+        another precision or on another kind of device is not reused.
+
+    Raises:
+        ConfigError: as :func:`resolved_precision`.
+    """
+    return {**code_identity(), "precision": resolved_precision(mixed_precision, device),
+            "device_type": device.type}
+
+
+def training_record(cfg: RunConfig, device: torch.device | None = None) -> dict:
     """The parts of the configuration record a run of ``cfg`` would store that decide its
     trained defense (input of :func:`training_key`), without loading data or models.
 
+    Args:
+        cfg: the run options.
+        device: where the run would train (default: ``pick_device(cfg.device)``, as a run
+            started by this process would).
+
     Raises:
-        UnknownNameError / ConfigError: as :func:`plan`.
+        UnknownNameError / ConfigError: as :func:`plan` and :func:`build_record`.
     """
+    device = device if device is not None else pick_device(cfg.device)
     return {"run": config_to_dict(cfg),
             "defense": dataclasses.asdict(make_defense(cfg).config),
-            "max_length": cfg.max_length or get_task(cfg.task).max_length}
+            "max_length": cfg.max_length or get_task(cfg.task).max_length,
+            "build": build_record(cfg.mixed_precision, device)}
+
+
+def run_record(p: "Plan", device: torch.device) -> dict:
+    """The configuration record a training run of plan ``p`` on ``device`` stores
+    (``runs.config`` and ``config.json``): ``run`` (the options), ``defense`` and ``attack``
+    (their resolved configs), ``max_length`` and ``build`` (:func:`build_record`). Its
+    :func:`training_key` equals that of :func:`training_record` of the same options and
+    device (tested), which is how sweeps recognise trained cells."""
+    cfg = p.cfg
+    return {"run": config_to_dict(cfg), "defense": dataclasses.asdict(p.defense.config),
+            "attack": dataclasses.asdict(p.attack.config), "max_length": p.max_length,
+            "build": build_record(cfg.mixed_precision, device)}
 
 
 def make_attack(cfg: RunConfig):
@@ -692,8 +822,7 @@ def _execute(cfg: RunConfig, resume, store, echo, continue_matching, shard, proc
     tokenizer, model, info = build_model(cfg, p, len(train_df), device)
     info["processes"] = procs.world_size
     trainable = sum(q.numel() for q in model.parameters() if q.requires_grad)
-    config_record = {"run": config_to_dict(cfg), "defense": dataclasses.asdict(defense.config),
-                     "attack": dataclasses.asdict(attack.config), "max_length": p.max_length}
+    config_record = run_record(p, device)
     row = dict(task=task.name, defense=defense.name, attack=attack.name, model=cfg.model,
                seed=cfg.seed, num_examples=cfg.num_examples, config=config_record,
                backbone=info, versions=package_versions(), data=data_record,
@@ -842,16 +971,26 @@ ATTACK_ONLY = ("attack", "num_examples", "attack_params", "device", "runs_dir", 
 
 def training_key(config_record: dict) -> dict:
     """The part of a stored run configuration that determines the trained defense: the run
-    options minus :data:`RESULT_NEUTRAL` and :data:`ATTACK_ONLY`, the resolved defense config
-    and the truncation length. With a resolved defense config in the record, the raw
+    options minus :data:`RESULT_NEUTRAL` and :data:`ATTACK_ONLY`, the resolved defense config,
+    the truncation length and the build (:func:`build_record`: package version, commit,
+    resolved precision, device type). With a resolved defense config in the record, the raw
     ``defense_params`` are left out too, so ``--set adv_lambda=0.5`` and the default λ = 0.5
-    train the same defense."""
+    train the same defense.
+
+    Records stored before builds were recorded have ``"build": None`` here, which equals no
+    record made now: their defenses are still listed and readable, but never reused.
+
+    Returns:
+        ``{"run": {...}, "defense": {...} | None, "max_length": int | None,
+        "build": {...} | None}``.
+    """
     rec = _comparable(config_record)
     # through RunConfig, so that records written before an option existed get its default
     full = _comparable({"run": config_to_dict(config_from_dict(rec.get("run", {})))})["run"]
     drop = ATTACK_ONLY + (("defense_params",) if rec.get("defense") is not None else ())
     run = {k: v for k, v in full.items() if k not in drop}
-    return {"run": run, "defense": rec.get("defense"), "max_length": rec.get("max_length")}
+    return {"run": run, "defense": rec.get("defense"), "max_length": rec.get("max_length"),
+            "build": rec.get("build")}
 
 
 def find_trained_run(store, cfg: "RunConfig", config_record: dict):

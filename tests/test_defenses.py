@@ -78,7 +78,7 @@ def test_delta0_formula():
 
 
 def test_peaft_delta_inside_ball(minilm, sst2_batch):
-    d, model = make("peaft", minilm, epsilon=0.05, adv_steps=3)
+    d, model = make("peaft", minilm, epsilon=0.05, adv_steps=3, adv_lr=0.025)
     model.train()
     embeds = model.word_embeddings(sst2_batch["input_ids"]).detach()
     delta, prompt = d.perturb(model, embeds, sst2_batch)
@@ -100,6 +100,113 @@ def test_peaft_attack_prompt(minilm, sst2_batch):
     assert prompt.shape == (4, 4, 384)
     stats = one_step(d, model, sst2_batch)
     assert math.isfinite(stats["loss_adv"])
+
+
+def tiny_classifier():
+    """A 1-layer random BERT (d = 16, no dropout) with the mean-pooled head: fast and
+    deterministic."""
+    from transformers import BertConfig, BertModel
+
+    from robustbench_nlp.backbones import TextClassifier
+
+    torch.manual_seed(0)
+    enc = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                               num_attention_heads=2, intermediate_size=32,
+                               max_position_embeddings=64, hidden_dropout_prob=0.0,
+                               attention_probs_dropout_prob=0.0))
+    return TextClassifier(enc, 2, "mean", dropout=0.0)
+
+
+TINY_CONTEXT = {"task": get_task("sst2"), "source": None}
+
+
+def tiny_peaft(**overrides):
+    """PEAFT (random-init soft prompt of 2 virtual tokens) on :func:`tiny_classifier`."""
+    model = tiny_classifier()
+    cls = DEFENSES.get("peaft")
+    cfg = {"prompt_init": "random", "num_virtual_tokens": 2, **overrides}
+    d = cls(build_config(cls.Config, {k: str(v) for k, v in cfg.items()}))
+    d.setup(model, None, TINY_CONTEXT)
+    model.train()
+    return d, model
+
+
+def tiny_batch(seed, b=3, length=6):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 50, (b, length), generator=g)
+    mask = torch.ones(b, length, dtype=torch.long)
+    mask[0, 4:] = 0
+    return {"input_ids": ids * mask, "attention_mask": mask,
+            "labels": torch.randint(0, 2, (b,), generator=g)}
+
+
+def ascend_prompt(model, batch, delta, prompt, alpha, eps):
+    """One hand-written PGD step on the attack prompt a [k_a, d]: clamp(a + α·sign(∇_a L), ±ε)
+    with L = CE(f(E(x) + δ; a), y), a shared by the batch's examples."""
+    a = prompt.clone().requires_grad_()
+    embeds = model.word_embeddings(batch["input_ids"]).detach()
+    logits = model(inputs_embeds=embeds + delta, attention_mask=batch["attention_mask"],
+                   prefix_embeds=a.expand(embeds.shape[0], -1, -1))
+    (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, batch["labels"]), a)
+    return (prompt + alpha * g.sign()).clamp(-eps, eps)
+
+
+def test_peaft_attack_prompt_kept_between_batches():
+    """The attack soft prompt a is drawn once and carried: the a after batch 2 is batch 2's
+    ascent started from batch 1's a, exactly (K = 1, so one step per batch)."""
+    d, model = tiny_peaft(attack_prompt_tokens=3, adv_steps=1, epsilon=1.0, adv_lr=0.25,
+                          epsilon_init=0.01)
+    eps, alpha = d.stats["epsilon_abs"], d.stats["adv_lr_abs"]
+    b1, b2 = tiny_batch(1), tiny_batch(2)
+    torch.manual_seed(5)
+    for batch in (b1, b2):
+        embeds = model.word_embeddings(batch["input_ids"]).detach()
+        _, expanded = d.perturb(model, embeds, batch)
+        assert expanded.shape == (3, 3, 16)
+        assert torch.equal(expanded[2], d.attack_prompt)
+        if batch is b1:
+            a1 = d.attack_prompt.clone()
+    a2 = d.attack_prompt.clone()
+    # by hand: the same random draws in the same order (δ0 of batch 1, a0, δ0 of batch 2)
+    torch.manual_seed(5)
+    d1 = init_delta_l2(b1["attention_mask"], 16, 0.01).clamp(-eps, eps)
+    a0 = init_delta_l2(torch.ones(1, 3, dtype=torch.long), 16, 0.01)[0].clamp(-eps, eps)
+    d2 = init_delta_l2(b2["attention_mask"], 16, 0.01).clamp(-eps, eps)
+    assert torch.all(a0.abs() < eps)  # a0 inside the ball: the steps below are not clamped
+    hand1 = ascend_prompt(model, b1, d1, a0, alpha, eps)
+    hand2 = ascend_prompt(model, b2, d2, hand1, alpha, eps)
+    assert torch.equal(a1, hand1) and torch.equal(a2, hand2)
+    # every coordinate moved by exactly α from the previous batch's a (none reached ±ε) ...
+    assert torch.allclose((a2 - a1).abs(), torch.full_like(a1, alpha), rtol=1e-5, atol=0)
+    # ... so a prompt redrawn for batch 2 (a fresh a0) would not give the kept one
+    fresh = init_delta_l2(torch.ones(1, 3, dtype=torch.long), 16, 0.01)[0].clamp(-eps, eps)
+    assert not torch.allclose(ascend_prompt(model, b2, d2, fresh, alpha, eps), a2)
+    assert torch.all(a2.abs() <= eps)
+
+
+def test_peaft_attack_prompt_used_by_step_and_reset_by_setup():
+    """step(): L_adv's forward uses the a of its own ascent, which is the kept state; a new
+    setup() (a new training run) starts without one; with k_a = 0 nothing is kept."""
+    d, model = tiny_peaft(attack_prompt_tokens=2, adv_steps=2, adv_lambda=1.0)
+    batch = tiny_batch(3)
+    torch.manual_seed(0)
+    stats = d.step(model, batch)
+    kept = d.attack_prompt.clone()
+    torch.manual_seed(0)
+    d.attack_prompt = None
+    embeds = model.word_embeddings(batch["input_ids"]).detach()
+    delta, prompt = d.perturb(model, embeds, batch)
+    assert torch.equal(prompt[0], kept)
+    with torch.no_grad():
+        loss_adv = torch.nn.functional.cross_entropy(
+            model(inputs_embeds=embeds + delta, attention_mask=batch["attention_mask"],
+                  prefix_embeds=prompt), batch["labels"])
+    assert stats["loss_adv"] == pytest.approx(loss_adv.item(), rel=1e-6)
+    d.setup(tiny_classifier(), None, TINY_CONTEXT)  # a new run drops the kept a
+    assert d.attack_prompt is None
+    d3, m3 = tiny_peaft()
+    d3.step(m3, batch)
+    assert d3.attack_prompt is None
 
 
 def test_peaft_lambda0_equals_prompt_tuning(minilm, sst2_batch):
@@ -129,3 +236,14 @@ def test_invalid_hyperparameters():
     cfg = build_config(cls.Config, {"adv_steps": "3", "train_head": "false",
                                     "train_examples": "none"})
     assert cfg.adv_steps == 3 and cfg.train_head is False and cfg.train_examples is None
+
+
+def test_peaft_step_size_defaults_to_epsilon_over_k():
+    """α left unset is ε/K (ε for K = 0): 0.05/2 = 0.025 at the defaults (the former fixed
+    α); an explicit α wins; K·α = ε for every K of the calibration grid."""
+    cls = DEFENSES.get("peaft")
+    assert build_config(cls.Config).adv_lr == 0.025
+    for eps, k, alpha in ((0.4, 1, 0.4), (0.2, 2, 0.1), (0.3, 3, 0.1), (0.8, 0, 0.8)):
+        cfg = build_config(cls.Config, {"epsilon": str(eps), "adv_steps": str(k)})
+        assert cfg.adv_lr == pytest.approx(alpha, rel=1e-12)
+    assert build_config(cls.Config, {"epsilon": "0.4", "adv_lr": "0.01"}).adv_lr == 0.01

@@ -36,18 +36,50 @@ def train_step(defense, model, opt, batch):
 
 # -- FreeLB ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("task,expected", [("sst2", (0.1, 0.6, 0.0, 2)),
-                                           ("qnli", (0.05, 0.1, 0.0, 3)),
-                                           ("rte", (0.1, 0.0, 0.0, 3)),
-                                           ("mrpc", (0.04, 0.64, 0.4, 3))])
-def test_freelb_task_defaults(task, expected):
+# The source's numbers: zhuchen03/FreeLB, huggingface-transformers/launch/run_glue.sh (commit
+# eb23701), columns "adv_lr adv_mag anorm asteps" of each runexp row, verbatim:
+#   runexp  SST-2  ...  albert-xxlarge-v2   1e-1    6e-1      0    2    1e-5 ...
+#   runexp  MRPC   ...  albert-xxlarge-v2   3e-2       0      0    4    2e-5 ...
+#   runexp  RTE    ...  albert-xxlarge-v2   1e-1      0       0    3    3e-5 ...
+#   runexp  QNLI   ...  albert-xxlarge-v2   5e-2    1e-1      0    3    1e-5 ...
+# asteps counts forward/backward passes per batch there (``for astep in range(adv_steps)`` in
+# examples/run_glue_freelb.py), the convention of this module, so it is taken unchanged.
+RUN_GLUE_SH = {"sst2": ("1e-1", "6e-1", "0", "2"), "mrpc": ("3e-2", "0", "0", "4"),
+               "rte": ("1e-1", "0", "0", "3"), "qnli": ("5e-2", "1e-1", "0", "3")}
+
+
+@pytest.mark.parametrize("task", sorted(RUN_GLUE_SH))
+def test_freelb_task_defaults(task):
+    from robustbench_nlp.defenses.freelb import TASK_SETTINGS
+
+    lr, mag, norm, steps = RUN_GLUE_SH[task]
+    expected = (float(lr), float(mag), float(norm), int(steps))
     cls = DEFENSES.get("freelb")
     s = cls(build_config(cls.Config)).resolve(task)
     assert (s["adv_lr"], s["adv_init_mag"], s["adv_max_norm"], s["adv_steps"]) == expected
+    row = TASK_SETTINGS[task]
+    glue = {"sst2": "SST-2", "mrpc": "MRPC", "rte": "RTE", "qnli": "QNLI"}[task]
+    assert row.source == f"huggingface-transformers/launch/run_glue.sh: {glue} row"
     s = cls(build_config(cls.Config, {"adv_lr": "0.3"})).resolve(task)
     assert s["adv_lr"] == 0.3 and s["adv_steps"] == expected[3]
     with pytest.raises(ConfigError, match="no reference setting"):
         cls(build_config(cls.Config)).resolve("cola")
+
+
+def test_freelb_mrpc_default_makes_four_passes(minilm, sst2_batch):
+    """K counts passes (Hugging Face convention): the MRPC default (asteps 4, init_mag 0) runs
+    4 forwards per batch, the first on δ0 = 0 (clean embeddings), i.e. 3 ascents; the fairseq
+    MRPC row (ADV_STEP 3) would have been 1 + 3 = 4 passes too, not the 3 used before."""
+    d, model = make("freelb", minilm, task="mrpc")
+    calls = []
+    hook = model.base_encoder.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        d.step(model, sst2_batch)
+    finally:
+        hook.remove()
+    assert len(calls) == 4 and len(d.last_deltas) == 4
+    assert torch.count_nonzero(d.last_deltas[0]) == 0
+    assert all(torch.count_nonzero(x) > 0 for x in d.last_deltas[1:])
 
 
 def test_freelb_delta0_formula():
