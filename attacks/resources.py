@@ -820,6 +820,24 @@ def recipe_sbert(mode: str, model: str | None, threshold: float, metric: str):
 _MASKED_LMS: dict[str, tuple] = {}
 
 
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face Hub answers a TCP connection (False when ``HF_HUB_OFFLINE``
+    is set)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def load_masked_lm(name: str):
     """Load a masked language model and its tokenizer for ``WordSwapMaskedLM`` (BAE,
     BERT-Attack): a Hub id (online, or from the local Hugging Face cache) or a local folder.
@@ -839,13 +857,24 @@ def load_masked_lm(name: str):
         if name in _MASKED_LMS:
             model, tok, info = _MASKED_LMS[name]
             return model, tok, dict(info)
-    try:
-        tok = AutoTokenizer.from_pretrained(name, use_fast=True)
-        model = AutoModelForMaskedLM.from_pretrained(name)
+    def load(local_only: bool):
+        return (AutoTokenizer.from_pretrained(name, use_fast=True, local_files_only=local_only),
+                AutoModelForMaskedLM.from_pretrained(name, local_files_only=local_only))
+
+    try:  # a local folder or the Hugging Face cache first: no network round trips
+        tok, model = load(True)
     except (OSError, ValueError) as err:
-        raise ConfigError(f"masked language model {name!r} is not available here "
-                          f"({type(err).__name__}); pass masked_lm=<Hub id or local folder>"
-                          ) from None
+        if Path(name).is_dir() or not _hub_reachable():
+            raise ConfigError(f"masked language model {name!r} is not available here (not "
+                              "a local folder, not in the Hugging Face cache, Hub "
+                              "unreachable); pass masked_lm=<Hub id or local folder>"
+                              ) from None
+        try:
+            tok, model = load(False)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"masked language model {name!r} could not be loaded "
+                              f"({type(err).__name__}); pass masked_lm=<Hub id or local "
+                              "folder>") from None
     model.eval()
     # content fingerprint: the config and a checksum of the weights (seconds for BERT-base)
     with torch.no_grad():

@@ -465,6 +465,28 @@ def test_app_runs_of_each_configuration_and_curves(filled, paper_dir, monkeypatc
     assert spec["encoding"]["color"]["field"] == "defense"
 
 
+def test_app_defense_by_attack_matrix(filled, paper_dir, monkeypatch):
+    """The matrix expander: one row per non-degenerate configuration, its mean AUA under
+    each attack protocol of the task (drawn only when opened)."""
+    url, _ = filled
+    at = _app(url, monkeypatch)
+    assert "Defense × attack AUA on sst2" in [e.label for e in at.expander]
+    assert [d for d in at.dataframe if "worst single-recipe AUA" in d.value.columns] == []
+    at.session_state["matrix"] = True
+    at.run()
+    assert not at.exception
+    (m,) = [d.value for d in at.dataframe if "worst single-recipe AUA" in d.value.columns]
+    # the runs table of test_app_runs_of_each_configuration_and_curves: freelb runC 55 (its
+    # repeat runC2 not pooled), finetune 55, peaft (50 + 40) / 2, peaft lr=0.03 30; rose
+    # degenerate, left out; one peaft run (70) under the other protocol
+    assert m["defense"].tolist() == ["freelb", "finetune", "peaft", "peaft"]
+    cols = [c for c in m.columns if c.startswith("textfooler [")]
+    assert len(cols) == 2
+    assert m[cols[0]].tolist() == ["55.00", "55.00", "45.00", "30.00"]
+    assert m[cols[1]].tolist() == ["–", "–", "70.00", "–"]
+    assert m["worst single-recipe AUA"].tolist() == ["55.00", "55.00", "45.00", "30.00"]
+
+
 def test_word_share_frame_reads_robustness(filled):
     from robustbench_nlp.app.queries import word_share_frame
 
@@ -636,7 +658,8 @@ def test_app_epoch_curves_only_when_recorded(tmp_path, paper_dir, monkeypatch):
     add_run(store, "plain", "peaft", "minilm", 90.0, 40.0)
     at = _app(url, monkeypatch)
     assert not at.exception
-    assert [e.label for e in at.expander][-1:] == ["Trade-off: ACC vs AUA (3 points)"]
+    assert [e.label for e in at.expander][-2:] == ["Trade-off: ACC vs AUA (3 points)",
+                                                   "Defense × attack AUA on sst2"]
     assert len(at.get("vega_lite_chart")) == 0  # charts are drawn when their expander opens
     at.session_state["tradeoff"] = True
     at.run()
@@ -649,8 +672,9 @@ def test_app_epoch_curves_only_when_recorded(tmp_path, paper_dir, monkeypatch):
         {"epoch": 1, "acc": 80.0, "aua": 20.0}, {"epoch": 2, "acc": 85.0, "aua": 30.0}]})
     at = _app(url2, monkeypatch)
     assert not at.exception
-    assert [e.label for e in at.expander][-2:] == ["Trade-off: ACC vs AUA (3 points)",
-                                                   "Per-epoch curves (1 run)"]
+    assert [e.label for e in at.expander][-3:] == ["Trade-off: ACC vs AUA (3 points)",
+                                                   "Per-epoch curves (1 run)",
+                                                   "Defense × attack AUA on sst2"]
     assert len(at.get("vega_lite_chart")) == 0
     at.session_state["epochs"] = True
     at.run()

@@ -286,3 +286,15 @@ def test_ensemble_is_the_worst_case_of_its_recipes(glue, victims):
     # not vacuous: the recipes disagree on some example, and at least two recipes break some
     assert len({tuple(r.result for r in rs) for rs in alone.values()}) > 1
     assert len({w.extra["broken_by"] for w in worst} - {None}) >= 2
+
+
+def test_missing_masked_lm_is_one_line_before_training(tmp_path):
+    from robustbench_nlp.attacks.bae import BAE
+    from robustbench_nlp.errors import ConfigError
+    from robustbench_nlp.tasks import get_task
+
+    missing = tmp_path / "no-such-model"
+    atk = BAE(BAE.Config(resources="offline", masked_lm=str(missing)))
+    with pytest.raises(ConfigError, match=f"masked language model '{missing}'") as err:
+        atk.check_task(get_task("sst2"))
+    assert "\n" not in str(err.value) and "masked_lm=<Hub id or local folder>" in str(err.value)
