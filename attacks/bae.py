@@ -4,6 +4,7 @@
 Components (``textattack/attack_recipes/bae_garg_2019.py``):
 
 * transformation: ``WordSwapMaskedLM(method="bae", max_candidates=50, min_confidence=0.0)``
+  (built by :func:`~robustbench_nlp.attacks.masked_lm.masked_lm_swap`: same candidates, faster)
   with the ``masked_lm`` option's model (:mod:`robustbench_nlp.attacks.masked_lm`);
 * constraints: ``RepeatModification``, ``StopwordModification()`` (NLTK's English list),
   ``PartOfSpeech(allow_verb_noun_swap=True)``, ``UniversalSentenceEncoder(threshold=
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 from robustbench_nlp.config import param
 from robustbench_nlp.registry import ATTACKS
 
-from .masked_lm import MaskedLMConfig, MaskedLMRecipe
+from .masked_lm import MaskedLMConfig, MaskedLMRecipe, masked_lm_swap
 from .recipe import RecipeComponents
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,7 +66,6 @@ class BAE(MaskedLMRecipe):
         from textattack.constraints.pre_transformation import (RepeatModification,
                                                                StopwordModification)
         from textattack.search_methods import GreedyWordSwapWIR
-        from textattack.transformations import WordSwapMaskedLM
 
         from . import resources as R
 
@@ -76,7 +76,7 @@ class BAE(MaskedLMRecipe):
             mode, threshold=c.use_threshold, metric="cosine", compare_against_original=True,
             window_size=15, skip_text_shorter_than_window=True)
         return RecipeComponents(
-            transformation=WordSwapMaskedLM(method="bae", masked_language_model=lm,
+            transformation=masked_lm_swap(method="bae", masked_language_model=lm,
                                             tokenizer=lm_tok,
                                             max_candidates=int(c.max_candidates),
                                             min_confidence=0.0),

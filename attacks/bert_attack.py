@@ -2,7 +2,8 @@
 
 Components (``textattack/attack_recipes/bert_attack_li_2020.py``):
 
-* transformation: ``WordSwapMaskedLM(method="bert-attack", max_candidates=8)`` with the
+* transformation: ``WordSwapMaskedLM(method="bert-attack", max_candidates=8)`` (built by
+  :func:`~robustbench_nlp.attacks.masked_lm.masked_lm_swap`: same candidates, faster) with the
   ``masked_lm`` option's model (:mod:`robustbench_nlp.attacks.masked_lm`);
 * constraints: ``RepeatModification``, ``StopwordModification()`` (NLTK's English list),
   ``MaxWordsPerturbed(max_percent=0.4)``, ``UniversalSentenceEncoder(threshold=0.2,
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 from robustbench_nlp.config import param
 from robustbench_nlp.registry import ATTACKS
 
-from .masked_lm import MaskedLMConfig, MaskedLMRecipe
+from .masked_lm import MaskedLMConfig, MaskedLMRecipe, masked_lm_swap
 from .recipe import RecipeComponents
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,7 +67,6 @@ class BERTAttack(MaskedLMRecipe):
         from textattack.constraints.pre_transformation import (RepeatModification,
                                                                StopwordModification)
         from textattack.search_methods import GreedyWordSwapWIR
-        from textattack.transformations import WordSwapMaskedLM
 
         from . import resources as R
 
@@ -74,7 +74,7 @@ class BERTAttack(MaskedLMRecipe):
         lm, lm_tok, lm_info = self.masked_lm()
         use, use_info = R.recipe_sentence_encoder(mode, **self._use_kwargs())
         return RecipeComponents(
-            transformation=WordSwapMaskedLM(method="bert-attack", masked_language_model=lm,
+            transformation=masked_lm_swap(method="bert-attack", masked_language_model=lm,
                                             tokenizer=lm_tok,
                                             max_candidates=int(c.max_candidates)),
             constraints=[RepeatModification(), StopwordModification(),

@@ -665,8 +665,6 @@ class SpacyPartOfSpeech(PartOfSpeech):
 
 #: textattack's A2T sentence encoder (``SBERT(model_name="stsb-distilbert-base")``)
 A2T_SBERT = "stsb-distilbert-base"
-#: the masked language model of textattack's BAE and BERT-Attack recipes
-RECIPE_MASKED_LM = "bert-base-uncased"
 
 
 def textattack_resource_present(kind: str) -> bool:

@@ -143,7 +143,8 @@ def _stock_attack(monkeypatch, name: str, wrapper, masked_lm: str):
     from robustbench_nlp.attacks.textattack_compat import offline_constructors
     from robustbench_nlp.attacks.textbugger import USE_DEFAULTS
 
-    module, cls = {"pwws": ("pwws_ren_2019", "PWWSRen2019"),
+    module, cls = {"textfooler": ("textfooler_jin_2019", "TextFoolerJin2019"),
+                   "pwws": ("pwws_ren_2019", "PWWSRen2019"),
                    "deepwordbug": ("deepwordbug_gao_2018", "DeepWordBugGao2018"),
                    "textbugger": ("textbugger_li_2018", "TextBuggerLi2018"),
                    "bae": ("bae_garg_2019", "BAEGarg2019"),
@@ -245,6 +246,27 @@ def test_recipe_matches_textattack_on_pairs(monkeypatch, glue, victims, masked_l
         assert r.attacked_segment is None
         assert r.num_words == len(AttackedText(OrderedDict(zip(task.text_columns,
                                                                  r.original))).words)
+
+
+def test_textfooler_matches_textattack_on_20_rte_pairs(monkeypatch, glue, victims,
+                                                      masked_lm):
+    """TextFooler on 20 RTE pairs (8-30 words) the victim classifies correctly: the same
+    outcomes as textattack's ``TextFoolerJin2019``, which on GLUE's column names may modify
+    both segments; some adversarial examples change the first segment."""
+    from robustbench_nlp.attacks.wrapper import ClassifierWrapper
+    from robustbench_nlp.registry import ATTACKS
+
+    task, _, dev = glue["rte"]
+    tok, model = victims["rte"]
+    n = dev.sentence1.str.split().str.len() + dev.sentence2.str.split().str.len()
+    short = dev[n.between(8, 30)]
+    pairs = list(short[list(task.text_columns)].itertuples(index=False, name=None))
+    right = short[ClassifierWrapper(model, tok).predict(pairs) == short.label.to_numpy()]
+    rows = ATTACKS.get("textfooler")().examples(task, right, 20, seed=0)
+    assert len(rows) == 20
+    ours, kinds = _compare(monkeypatch, "textfooler", task, rows, victims["rte"], masked_lm)
+    assert kinds.count("skipped") == 0 and kinds.count("successful") >= 5, kinds
+    assert any(r.adversarial[0] != r.original[0] for r in ours)
 
 
 def test_ensemble_is_the_worst_case_of_its_recipes(glue, victims):
