@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING
 from robustbench_nlp.config import param
 from robustbench_nlp.registry import ATTACKS
 
-from .recipe import RecipeComponents, RecipeConfig, TextAttackRecipe
+from .recipe import RecipeComponents, RecipeConfig, WordEmbeddingRecipe
 
 if TYPE_CHECKING:  # pragma: no cover
     from robustbench_nlp.tasks import Task
 
 
 @ATTACKS.register("a2t")
-class A2T(TextAttackRecipe):
+class A2T(WordEmbeddingRecipe):
     """Cheap gradient-ranked embedding swaps for adversarial training (``A2TYoo2021``)."""
 
     name = "a2t"
@@ -64,33 +64,22 @@ class A2T(TextAttackRecipe):
                                            "constraint (None: stsb-distilbert-base, offline "
                                            "all-MiniLM-L6-v2)")
 
-    def _neighbours(self) -> int:
-        from .resources import DEFAULT_NEIGHBOURS
-
-        return max(DEFAULT_NEIGHBOURS, int(self.config.max_candidates))
-
     def check_resources(self) -> None:
         from . import resources as R
 
-        if self.resolved_mode() == "offline":
-            R.embedding_fingerprint(self.config.embedding, self._neighbours())
-            if self.config.sentence_model is None:
-                R.offline_sbert_model()
+        super().check_resources()
+        if self.resolved_mode() == "offline" and self.config.sentence_model is None:
+            R.offline_sbert_model()
 
     def planned_resources(self) -> dict:
         from . import resources as R
 
         mode = self.resolved_mode()
         if mode == "offline":
-            emb = {"name": self.config.embedding,
-                   "fingerprint": R.embedding_fingerprint(self.config.embedding,
-                                                          self._neighbours()),
-                   "neighbours": self._neighbours()}
             pos = R.SpacyPartOfSpeech(allow_verb_noun_swap=False).info()
         else:
-            emb = R.textattack_embedding_info()
             pos = {"name": "PartOfSpeech", "tagger": "nltk", "tagset": "universal"}
-        return {"embedding": emb, "pos_tagger": pos,
+        return {"embedding": self.embedding_record(), "pos_tagger": pos,
                 "sentence_encoder": self._sbert_record(mode),
                 "stopwords": R.nltk_stopwords_info()}
 

@@ -386,3 +386,37 @@ def segments(attacked_text) -> tuple[str, ...]:
     """The segments of a textattack ``AttackedText`` as a tuple of strings."""
     t = attacked_text.tokenizer_input
     return (t,) if isinstance(t, str) else tuple(t)
+
+
+class WordEmbeddingRecipe(TextAttackRecipe):
+    """A recipe that swaps words for their embedding neighbours (TextFooler, TextBugger,
+    A2T): its ``Config`` has ``max_candidates`` and ``embedding`` (the offline embedding's
+    name in :data:`robustbench_nlp.attacks.resources.EMBEDDINGS`)."""
+
+    def _neighbours(self) -> int:
+        """Neighbours kept per word in the embedding cache: at least ``max_candidates``."""
+        from .resources import DEFAULT_NEIGHBOURS
+
+        return max(DEFAULT_NEIGHBOURS, int(self.config.max_candidates))
+
+    def check_resources(self) -> None:
+        """Offline: fail now, not after training, on an unknown embedding name or missing
+        inputs (e.g. no data mirror for the counter-fitting constraints); hashes small
+        files only."""
+        if self.resolved_mode() == "offline":
+            from . import resources as R
+
+            R.embedding_fingerprint(self.config.embedding, self._neighbours())
+
+    def embedding_record(self) -> dict:
+        """The word embedding's run record before :meth:`build` (loads nothing large)."""
+        from . import resources as R
+
+        if self.resolved_mode() != "offline":
+            return R.textattack_embedding_info()
+        spec = R.EMBEDDINGS.get(self.config.embedding)
+        return {"name": self.config.embedding,
+                "fingerprint": R.embedding_fingerprint(self.config.embedding,
+                                                       self._neighbours()) if spec else None,
+                "neighbours": self._neighbours(),
+                "description": spec.description if spec else None}

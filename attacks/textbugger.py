@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from robustbench_nlp.config import param
 from robustbench_nlp.registry import ATTACKS
 
-from .recipe import RecipeComponents, RecipeConfig, TextAttackRecipe
+from .recipe import RecipeComponents, RecipeConfig, WordEmbeddingRecipe
 
 if TYPE_CHECKING:  # pragma: no cover
     from robustbench_nlp.tasks import Task
@@ -35,7 +35,7 @@ USE_DEFAULTS = {"metric": "angular", "compare_against_original": True, "window_s
 
 
 @ATTACKS.register("textbugger")
-class TextBugger(TextAttackRecipe):
+class TextBugger(WordEmbeddingRecipe):
     """Character and word bugs under a USE constraint (``TextBuggerLi2018``)."""
 
     name = "textbugger"
@@ -55,30 +55,15 @@ class TextBugger(TextAttackRecipe):
         embedding: str = param("counterfitted-glove-50d-k1", "offline word embedding (a "
                                "name in robustbench_nlp.attacks.resources.EMBEDDINGS)")
 
-    def _neighbours(self) -> int:
-        from .resources import DEFAULT_NEIGHBOURS
-
-        return max(DEFAULT_NEIGHBOURS, int(self.config.max_candidates))
-
-    def check_resources(self) -> None:
-        if self.resolved_mode() == "offline":
-            from . import resources as R
-
-            R.embedding_fingerprint(self.config.embedding, self._neighbours())
-
     def planned_resources(self) -> dict:
         from . import resources as R
 
         stop = R.nltk_stopwords_info()
         if self.resolved_mode() == "offline":
-            emb = {"name": self.config.embedding,
-                   "fingerprint": R.embedding_fingerprint(self.config.embedding,
-                                                          self._neighbours()),
-                   "neighbours": self._neighbours()}
             use = R.USEm3Encoder(threshold=self.config.use_threshold, **USE_DEFAULTS)
-            return {"embedding": emb, "sentence_encoder": R.sentence_encoder_info(use),
-                    "stopwords": stop}
-        return {"embedding": R.textattack_embedding_info(),
+            return {"embedding": self.embedding_record(),
+                    "sentence_encoder": R.sentence_encoder_info(use), "stopwords": stop}
+        return {"embedding": self.embedding_record(),
                 "sentence_encoder": {"name": "UniversalSentenceEncoder",
                                      "model": "https://tfhub.dev/google/universal-sentence-"
                                               "encoder/3"},

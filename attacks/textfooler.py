@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING
 from robustbench_nlp.config import param
 from robustbench_nlp.registry import ATTACKS
 
-from .recipe import RESOURCE_MODES, RecipeComponents, RecipeConfig, TextAttackRecipe  # noqa: F401
+from .recipe import (RESOURCE_MODES, RecipeComponents, RecipeConfig,  # noqa: F401
+                     WordEmbeddingRecipe)
 
 if TYPE_CHECKING:  # pragma: no cover
     from robustbench_nlp.tasks import Task
@@ -74,7 +75,7 @@ def textfooler_stopwords() -> frozenset[str]:
 
 
 @ATTACKS.register("textfooler")
-class TextFooler(TextAttackRecipe):
+class TextFooler(WordEmbeddingRecipe):
     """TextFooler word-substitution attack (textattack's ``TextFoolerJin2019`` recipe)."""
 
     name = "textfooler"
@@ -101,35 +102,17 @@ class TextFooler(TextAttackRecipe):
                                "hyperparameters; glove-6b-50d = raw GloVe, whose neighbours "
                                "include antonyms)")
 
-    def _neighbours(self) -> int:
-        from .resources import DEFAULT_NEIGHBOURS
-
-        return max(DEFAULT_NEIGHBOURS, int(self.config.max_candidates))
-
-    def check_resources(self) -> None:
-        if self.resolved_mode() == "offline":
-            from . import resources as R
-
-            # fails now, not after training, on an unknown embedding name or missing inputs
-            # (e.g. no data mirror for the counter-fitting constraints); hashes small files
-            R.embedding_fingerprint(self.config.embedding, self._neighbours())
-
     def planned_resources(self) -> dict:
         """Names and fingerprints of the embedding, sentence encoder and POS tagger."""
         from . import resources as R
 
         if self.resolved_mode() == "offline":
-            spec = R.EMBEDDINGS.get(self.config.embedding)
-            emb = {"name": self.config.embedding,
-                   "fingerprint": R.embedding_fingerprint(self.config.embedding,
-                                                          self._neighbours()) if spec else None,
-                   "neighbours": self._neighbours(),
-                   "description": spec.description if spec else None}
             # the constructors load nothing (models are loaded on first use)
             use = R.USEm3Encoder(threshold=self.config.use_threshold)
-            return {"embedding": emb, "sentence_encoder": R.sentence_encoder_info(use),
+            return {"embedding": self.embedding_record(),
+                    "sentence_encoder": R.sentence_encoder_info(use),
                     "pos_tagger": R.SpacyPartOfSpeech(allow_verb_noun_swap=True).info()}
-        return {"embedding": R.textattack_embedding_info(),
+        return {"embedding": self.embedding_record(),
                 "sentence_encoder": {"name": "UniversalSentenceEncoder",
                                      "model": "https://tfhub.dev/google/universal-sentence-"
                                               "encoder/3"},

@@ -17,6 +17,16 @@ def _threads():
     torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _textattack_offline():
+    """Import textattack through :func:`import_textattack` before any test does ``from
+    textattack ...`` itself: a bare first import would skip the offline set-up (NLTK's stop
+    words, no downloads) and leave textattack half-imported for the whole session."""
+    from robustbench_nlp.attacks.textattack_compat import import_textattack
+
+    import_textattack()
+
+
 @pytest.fixture(scope="session")
 def data_dir():
     d = find_data_dir()
