@@ -381,7 +381,14 @@ def load_word_embedding(name: str = "glove-6b-50d", k: int = DEFAULT_NEIGHBOURS,
         root = Path(cache_root) if cache_root is not None else cache_dir()
         folder = root / "embeddings" / f"{name}-{fp[:16]}"
         if not (folder / "info.json").is_file():
-            _build_embedding_cache(spec, k, fp, folder, progress)
+            # one builder across processes (e.g. test workers, attack workers): the others
+            # wait for it and load its result instead of building the same arrays again
+            from filelock import FileLock
+
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(folder.parent / f".{folder.name}.lock")):
+                if not (folder / "info.json").is_file():
+                    _build_embedding_cache(spec, k, fp, folder, progress)
         info = json.loads((folder / "info.json").read_text(encoding="utf-8"))
         words = json.loads((folder / "words.json").read_text(encoding="utf-8"))
         matrix = np.load(folder / "matrix.npy")
