@@ -111,10 +111,11 @@ class Attack(ABC):
         return {k: v for k, v in asdict(self.config).items() if k not in self.protocol_neutral}
 
     @classmethod
-    def rows_summary(cls, rows: list[dict]) -> dict | None:
+    def rows_summary(cls, rows: list[dict], options: dict | None = None) -> dict | None:
         """An attack-specific summary of a run's stored example rows, kept in the run's
         ``metrics.robustness["attack"]`` (e.g. the ensemble's breakdown by recipe); ``None``
-        (the default) for none."""
+        (the default) for none. ``options`` is the run's resolved attack options
+        (``config["attack"]``; ``None`` when not recorded)."""
         return None
 
     def examples(self, task: "Task", dev: pd.DataFrame, num_examples: int | None,

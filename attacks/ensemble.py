@@ -115,9 +115,13 @@ class Ensemble(Attack):
         return opts
 
     @classmethod
-    def rows_summary(cls, rows: list[dict]) -> dict | None:
-        """The breakdown by recipe of an ensemble run's rows (:func:`breakdown`)."""
-        return breakdown(rows)
+    def rows_summary(cls, rows: list[dict], options: dict | None = None) -> dict | None:
+        """The breakdown by recipe of an ensemble run's rows (:func:`breakdown`) over the
+        run's configured suite (``options["suite"]``), so a recipe no example reached is
+        listed with 0 reached."""
+        raw = (options or {}).get("suite")
+        suite = [n.strip() for n in str(raw).split(",") if n.strip()] if raw else None
+        return breakdown(rows, suite)
 
     def run(self, victim, task: "Task", examples: pd.DataFrame,
             progress: bool = False) -> Iterator[ExampleResult]:
@@ -154,20 +158,23 @@ class Ensemble(Attack):
             yield result
 
 
-def breakdown(rows: list[dict]) -> dict:
+def breakdown(rows: list[dict], suite: list[str] | None = None) -> dict:
     """Per recipe of the suite, from an ensemble run's stored rows (their
     ``extra["per_recipe"]``): how many examples reached it, how many it broke, and its mean
     queries on the examples it attacked.
 
     Args:
         rows: stored example rows (dicts with ``result`` and ``extra``).
+        suite: the configured suite in order; its recipes that no example reached are
+            listed with 0 reached (``avg_queries`` None). ``None``: the recipes the rows
+            name, in the order first met.
 
     Returns:
         ``{"suite": [...], "robust": n, "skipped": n, "recipes": {name: {"attacked",
-        "broken", "avg_queries"}}}`` (``suite`` in the order tried, as recorded).
+        "broken", "avg_queries"}}}`` (``suite`` in the order tried).
     """
-    suite: list[str] = []
-    stats: dict[str, dict] = {}
+    suite = list(suite or [])
+    stats: dict[str, dict] = {n: {"attacked": 0, "broken": 0, "queries": 0} for n in suite}
     robust = skipped = 0
     for r in rows:
         if r["result"] == "skipped":

@@ -60,7 +60,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import importlib
 import sys
 import tempfile
 import time
@@ -69,15 +68,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from stock import stock_attack  # noqa: E402  (textattack's side, shared with the fidelity tests)
+
 RECIPES = ("deepwordbug", "textbugger", "a2t", "textfooler", "pwws", "bae", "bert-attack")
-#: textattack's recipe module and class of each recipe
-STOCK = {"textfooler": ("textfooler_jin_2019", "TextFoolerJin2019"),
-         "pwws": ("pwws_ren_2019", "PWWSRen2019"),
-         "deepwordbug": ("deepwordbug_gao_2018", "DeepWordBugGao2018"),
-         "textbugger": ("textbugger_li_2018", "TextBuggerLi2018"),
-         "bae": ("bae_garg_2019", "BAEGarg2019"),
-         "bert-attack": ("bert_attack_li_2020", "BERTAttackLi2020"),
-         "a2t": ("a2t_yoo_2021", "A2TYoo2021")}
 SPEEDUP_GOAL, FLOOR_GOAL, ENSEMBLE_GOAL = 5.0, 1.3, 1.0
 
 
@@ -299,41 +293,6 @@ class Timed:
 
 
 # ------------------------------------------------------------------------------ stock side
-def _stock_sbert(model_name, **kw):
-    from textattack.constraints.semantics.sentence_encoders import SBERT
-
-    return SBERT(model_name=model_name, **kw)
-
-
-def stock_attack(name: str, wrapper, masked_lm: str | None):
-    """textattack's own ``<Recipe>.build(wrapper)`` with the offline resources ours uses
-    (the monkeypatching of ``tests/test_recipes.py``)."""
-    from textattack.shared import WordEmbedding
-
-    from robustbench_nlp.attacks import resources as R
-    from robustbench_nlp.attacks.textattack_compat import offline_constructors
-    from robustbench_nlp.attacks.textbugger import USE_DEFAULTS
-
-    module, cls = STOCK[name]
-    recipe = importlib.import_module(f"textattack.attack_recipes.{module}")
-    emb, _ = R.load_word_embedding(R.COUNTERFITTED_DEFAULT)
-    with contextlib.ExitStack() as stack:
-        patch = lambda *a: stack.enter_context(mock.patch.object(*a))  # noqa: E731
-        patch(WordEmbedding, "counterfitted_GLOVE_embedding", staticmethod(lambda: emb))
-        if hasattr(recipe, "UniversalSentenceEncoder"):
-            patch(recipe, "UniversalSentenceEncoder",
-                  lambda **kw: R.USEm3Encoder(**{**USE_DEFAULTS, **kw}))
-        if hasattr(recipe, "PartOfSpeech"):
-            patch(recipe, "PartOfSpeech", R.SpacyPartOfSpeech)
-        if hasattr(recipe, "SBERT"):
-            patch(recipe, "SBERT",
-                  lambda model_name, **kw: _stock_sbert(R.offline_sbert_model(), **kw))
-        if hasattr(recipe, "WordSwapMaskedLM") and masked_lm is not None:
-            lm, lm_tok, _ = R.load_masked_lm(masked_lm)
-            patch(recipe, "WordSwapMaskedLM", functools.partial(
-                recipe.WordSwapMaskedLM, masked_language_model=lm, tokenizer=lm_tok))
-        stack.enter_context(offline_constructors())
-        return getattr(recipe, cls).build(wrapper)
 
 
 def _kind(res) -> str:

@@ -9,8 +9,8 @@ zeroes gradients, calls :meth:`Defense.step`, clips and takes one optimizer step
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -34,6 +34,26 @@ class TrainConfig:
     max_grad_norm: float = param(1.0, "gradient clipping norm (0 = off)", min=0)
 
 
+@dataclass(frozen=True)
+class TaskBudget:
+    """A defense's defaults on one task, overriding its ``Config`` defaults there.
+
+    The training budget (``epochs``, ``train_examples``, learning rates) that is enough on
+    SST-2 can leave a pair task's model predicting one class (issue #19). A defense lists
+    the budgets it needs per task in :attr:`Defense.task_budgets`; a run on that task
+    starts from them, and the user's ``--set`` options still win. The run records the
+    resolved values (``config["defense"]``), so a budget change is a new training key.
+
+    Attributes:
+        values: field name → default on this task (fields of the defense's ``Config``).
+        evidence: the measurement the values rest on (probe command and numbers, or the
+            docs section holding them).
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    evidence: str = ""
+
+
 class Defense(ABC):
     """Base class of defense plugins (registered in :data:`robustbench_nlp.registry.DEFENSES`).
 
@@ -44,6 +64,16 @@ class Defense(ABC):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Config: ClassVar[type] = TrainConfig
+    #: task name → :class:`TaskBudget`: per-task defaults over ``Config``'s (none = the same
+    #: defaults on every task)
+    task_budgets: ClassVar[dict[str, TaskBudget]] = {}
+
+    @classmethod
+    def task_defaults(cls, task: str | None) -> dict[str, Any]:
+        """The ``Config`` defaults this defense uses on ``task`` instead of the dataclass
+        defaults (``{}`` when it has none there); see :class:`TaskBudget`."""
+        budget = cls.task_budgets.get(task or "")
+        return dict(budget.values) if budget else {}
 
     def __init__(self, config=None) -> None:
         self.config = config if config is not None else self.Config()

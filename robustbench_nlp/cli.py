@@ -273,6 +273,9 @@ def cmd_list(args) -> int:
             for row in describe(cls.Config):
                 rng = f" {row['range']}" if row["range"] else ""
                 print(f"    {row['name']} = {row['default']!r}  ({row['type']}{rng}) {row['help']}")
+            for task, budget in getattr(cls, "task_budgets", {}).items():
+                values = ", ".join(f"{k}={v!r}" for k, v in budget.values.items())
+                print(f"    on {task}: {values}" + (f"  ({budget.evidence})" if budget.evidence else ""))
     elif args.kind == "tasks":
         for t in TASKS.values():
             notes = "; ".join(n for n in (t.note("train"), t.note("validation")) if n)

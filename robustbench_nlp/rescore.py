@@ -69,7 +69,8 @@ def derive_run(store, run_id: str, lexicon=None) -> dict:
     summary = robustness_summary(with_total_words(rows) if query_based else rows,
                                  query_based=query_based, word_swaps=word_swaps,
                                  lexicon=lexicon, curves=curves)
-    own = cls.rows_summary(rows) if cls is not None and rows else None
+    own = (cls.rows_summary(rows, (run.config or {}).get("attack"))
+           if cls is not None and rows else None)
     if own is not None:
         summary["robustness"]["attack"] = own
     h = protocol_hash(record)

@@ -455,6 +455,47 @@ def section_lambda(df: pd.DataFrame, figures: Path | None = None) -> str:
     return "\n".join(out)
 
 
+def section_calibration(url: str | None) -> str:
+    """experiments/peaft_calibration.yaml (ε × K on SST-2, seed 0) and
+    experiments/peaft_calibration_seeds.yaml (seeds 1-2 at the chosen point), read from the
+    calibration database at ``url``."""
+    from robustbench_nlp.defenses.peaft import PEAFTConfig
+
+    d = PEAFTConfig()
+    out = ["## PEAFT ε × K calibration", "",
+           "`rbnlp sweep experiments/peaft_calibration.yaml` (ε ∈ {0.05, 0.1, 0.2, 0.4, 0.8} × "
+           "the word-embedding RMS coordinate, K ∈ {1, 2, 3}, α = ε/K, λ = 0.5; SST-2, 2,000 "
+           "training sentences, seed 0, 100 attacked dev examples, TextFooler in the "
+           "`counterfitted-glove-50d` space) and `rbnlp sweep "
+           "experiments/peaft_calibration_seeds.yaml` (seeds 1 and 2 at the chosen point). "
+           "`‖δ‖/‖E‖`: mean per-token ‖δ‖₂/‖E(x)‖₂ of the last PGD step over training "
+           "(FreeLB's SST-2 default on this backbone: 0.102, docs/study.db of the earlier "
+           f"study). Current default: ε = {d.epsilon:g}, K = {d.adv_steps}.", ""]
+    df = load_runs(url) if url else pd.DataFrame()
+    if len(df):
+        df = df[(df["defense"] == "peaft") & (df["task"] == "sst2")
+                & (df["attack"] == "textfooler")]
+    if df.empty:
+        return "\n".join(out + ["(no finished runs of this sweep in the database)", ""])
+    df = df.copy()
+    df["ε"] = df["dcfg"].apply(lambda c: float(c.get("epsilon")))
+    df["K"] = df["dcfg"].apply(lambda c: int(c.get("adv_steps")))
+    rows = []
+    for (k, eps), g in df.sort_values(["K", "ε", "seed"]).groupby(["K", "ε"], sort=False):
+        first = g.drop_duplicates("seed", keep="first")
+        rows.append({"K": str(k), "ε": f"{eps:g}", "seeds": str(len(first)),
+                     "ACC": _mean_pm(first["ACC"]), "AUA": _mean_pm(first["AUA"]),
+                     "AUA 95% CI (pooled)": _pooled_ci(first),
+                     "AUA@10": _mean_pm(pd.to_numeric(first["aua_at_10"])),
+                     "AUA@30": _mean_pm(pd.to_numeric(first["aua_at_30"])),
+                     "curve area": _mean_pm(pd.to_numeric(first["curve_area"])),
+                     "‖δ‖/‖E‖": _fmt(pd.to_numeric(first["delta_ratio"]).mean(), 3),
+                     "degenerate": ", ".join(_degenerate(r) for _, r in first.iterrows()),
+                     "train s": _fmt(first["train s"].mean(), 0),
+                     "default": "yes" if (eps, k) == (d.epsilon, d.adv_steps) else ""})
+    return "\n".join(out + [_md(pd.DataFrame(rows)), ""])
+
+
 def section_carriers(df: pd.DataFrame) -> str:
     """PEAFT vs its λ = 0 reference (prompt-tuning) for every carrier."""
     out = ["## Carriers: the min-max objective on prompt, prefix, P-tuning and LoRA", "",
@@ -703,10 +744,11 @@ def _plot(path: Path, title: str, xlabel: str, series: dict) -> str | None:
 
 
 def report(url: str, paper_dir: str | None = None, figures: Path | None = None,
-           experiments: str | Path = EXPERIMENTS) -> str:
+           experiments: str | Path = EXPERIMENTS, calibration: str | None = None) -> str:
     """The whole markdown report for the database at ``url``; with ``figures``, the λ and
     epoch plots are written there as PNG and linked (paths relative to the report);
-    ``experiments``: the folder of sweep configs whose completion is reported."""
+    ``experiments``: the folder of sweep configs whose completion is reported;
+    ``calibration``: URL of the ε × K calibration database (None: no such section rows)."""
     from robustbench_nlp.leaderboard import find_paper_dir
 
     df = load_runs(url)
@@ -730,7 +772,7 @@ def report(url: str, paper_dir: str | None = None, figures: Path | None = None,
              section_tasks(df, paper), section_grid(df, paper),
              section_grid(df, paper, "advglue"), section_seeds(df, paper),
              section_seeds(df, paper, "advglue"), section_lambda(df, figures),
-             section_lambda_default(df),
+             section_lambda_default(df), section_calibration(calibration),
              section_carriers(df), section_epochs(df, figures)]
     return "\n".join(head + parts)
 
@@ -743,13 +785,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--experiments", default=str(EXPERIMENTS),
                     help="folder of the sweep configs whose completion is reported "
                          "(default: the repository's experiments/)")
+    ap.add_argument("--calibration-db", default=None,
+                    help="SQLAlchemy URL of the PEAFT ε × K calibration runs (default: "
+                         "experiments/calibration.db when it exists)")
     args = ap.parse_args(argv)
     from robustbench_nlp.errors import RBNLPError
+
+    calibration = args.calibration_db
+    if calibration is None and (EXPERIMENTS / "calibration.db").is_file():
+        calibration = f"sqlite:///{EXPERIMENTS / 'calibration.db'}"
 
     try:
         text = report(args.db, args.paper_dir,
                       figures=Path(args.out).parent if args.out else None,
-                      experiments=args.experiments)
+                      experiments=args.experiments, calibration=calibration)
     except RBNLPError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -109,3 +109,30 @@ def test_ensemble_run_reports_the_breakdown(tmp_path, data_dir, checkpoint, caps
     assert (f"worst case over deepwordbug → textbugger: deepwordbug broke "
             f"{broke['deepwordbug']}/{reached['deepwordbug']}") in shown
     assert f"robust to all {robust}" in shown
+
+
+def test_ensemble_breakdown_lists_the_configured_suite():
+    """A recipe of the suite that no example reached is listed with 0 reached, in suite
+    order (the main job's PWWS, never needed, was missing before)."""
+    from robustbench_nlp.attacks.ensemble import Ensemble, breakdown_text
+
+    rows = [
+        {"result": "successful", "extra": {"per_recipe": [
+            {"recipe": "deepwordbug", "result": "successful", "queries": 12}]}},
+        {"result": "failed", "extra": {"per_recipe": [
+            {"recipe": "deepwordbug", "result": "failed", "queries": 30},
+            {"recipe": "textbugger", "result": "failed", "queries": 50}]}},
+        {"result": "skipped", "extra": {"per_recipe": [
+            {"recipe": "deepwordbug", "result": "skipped", "queries": 0}]}},
+    ]
+    got = Ensemble.rows_summary(rows, {"suite": "deepwordbug,textbugger,pwws"})
+    assert got["suite"] == ["deepwordbug", "textbugger", "pwws"]
+    assert got["recipes"] == {
+        "deepwordbug": {"attacked": 2, "broken": 1, "avg_queries": 21.0},
+        "textbugger": {"attacked": 1, "broken": 0, "avg_queries": 50.0},
+        "pwws": {"attacked": 0, "broken": 0, "avg_queries": None}}
+    assert (got["robust"], got["skipped"]) == (1, 1)
+    assert breakdown_text(got) == ("deepwordbug broke 1/2 (21.0 q), textbugger broke 0/1 "
+                                   "(50.0 q), pwws broke 0/0; robust to all 1")
+    # without recorded options: the recipes the rows name
+    assert Ensemble.rows_summary(rows)["suite"] == ["deepwordbug", "textbugger"]

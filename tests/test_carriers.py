@@ -110,7 +110,7 @@ def test_lambda0_equals_plain_counterpart(carrier, sst2_batch):
 
 @pytest.mark.parametrize("carrier", CARRIERS)
 def test_pgd_perturbs_input_embeddings(carrier, minilm, sst2_batch):
-    d, model = make("peaft", minilm, carrier=carrier, adv_steps=3, adv_lr=0.025)
+    d, model = make("peaft", minilm, carrier=carrier, epsilon=0.05, adv_steps=3, adv_lr=0.025)
     model.eval()  # no dropout: the ascent is deterministic and comparable
     mask = sst2_batch["attention_mask"]
     embeds = model.word_embeddings(sst2_batch["input_ids"]).detach()

@@ -239,10 +239,10 @@ def test_invalid_hyperparameters():
 
 
 def test_peaft_step_size_defaults_to_epsilon_over_k():
-    """α left unset is ε/K (ε for K = 0): 0.05/2 = 0.025 at the defaults (the former fixed
-    α); an explicit α wins; K·α = ε for every K of the calibration grid."""
+    """α left unset is ε/K (ε for K = 0): 0.1/2 = 0.05 at the defaults; an explicit α wins;
+    K·α = ε for every K of the calibration grid."""
     cls = DEFENSES.get("peaft")
-    assert build_config(cls.Config).adv_lr == 0.025
+    assert build_config(cls.Config).adv_lr == 0.05
     for eps, k, alpha in ((0.4, 1, 0.4), (0.2, 2, 0.1), (0.3, 3, 0.1), (0.8, 0, 0.8)):
         cfg = build_config(cls.Config, {"epsilon": str(eps), "adv_steps": str(k)})
         assert cfg.adv_lr == pytest.approx(alpha, rel=1e-12)

@@ -5,7 +5,7 @@
   GloVe-50d, the numpy USE, the spaCy tagger: monkeypatched into the recipe's namespace), on
   the stock model-wrapper path: textattack's ``HuggingFaceModelWrapper`` rejects our
   ``TextClassifier`` (it asserts a ``transformers.PreTrainedModel``), so the stock side uses
-  :func:`unbatched_wrapper`, a minimal ``textattack`` ``ModelWrapper`` that runs the model on
+  :func:`stock.stock_wrapper`, a minimal ``textattack`` ``ModelWrapper`` that runs the model on
   one unpadded text at a time, without a cache. Our side is :class:`TextFooler` with the
   batched, padded, sorted, cached :class:`ClassifierWrapper`. Both attack the same 30 SST-2
   dev examples of the same model; per-example result type, adversarial text and query count
@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import numpy as np
 import pytest
 import torch
+from stock import stock_wrapper
 
 pytestmark = pytest.mark.slow  # attacks a real model: about 75 s for the module
 
@@ -32,34 +32,6 @@ TRAIN_STEPS = 300
 TRAIN_SENTENCES = 1000
 N_FIDELITY = 30
 N_VALIDITY = 50
-
-
-def unbatched_wrapper(model, tokenizer, max_length: int = 128):
-    """Minimal textattack ``ModelWrapper``: one text per forward pass, no padding, no cache.
-
-    It returns float64 softmax probabilities (as :class:`ClassifierWrapper` does), so the only
-    differences from our wrapper are batching, padding, length sorting and caching.
-    """
-    from robustbench_nlp.attacks.textattack_compat import import_textattack
-
-    ta = import_textattack()
-
-    class UnbatchedWrapper(ta.models.wrappers.ModelWrapper):
-        def __init__(self) -> None:
-            self.model, self.tokenizer = model, tokenizer
-            self.calls = 0
-
-        def __call__(self, text_input_list):
-            out = []
-            with torch.inference_mode():
-                for text in text_input_list:
-                    enc = tokenizer(text, truncation=True, max_length=max_length,
-                                    return_tensors="pt")
-                    out.append(torch.softmax(model(**enc).double(), -1)[0].numpy())
-                    self.calls += 1
-            return np.stack(out)
-
-    return UnbatchedWrapper()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -132,8 +104,8 @@ def test_matches_textattack_recipe(monkeypatch, victim, ours):
     monkeypatch.setattr(WordEmbedding, "counterfitted_GLOVE_embedding", staticmethod(lambda: emb))
     monkeypatch.setattr(recipe, "UniversalSentenceEncoder", R.USEm3Encoder)
     monkeypatch.setattr(recipe, "PartOfSpeech", R.SpacyPartOfSpeech)
-    stock_wrapper = unbatched_wrapper(model, tok)
-    stock = recipe.TextFoolerJin2019.build(stock_wrapper)
+    wrapper = stock_wrapper(model, tok)
+    stock = recipe.TextFoolerJin2019.build(wrapper)
     assert [type(c).__name__ for c in stock.constraints + stock.pre_transformation_constraints
             ] == ["WordEmbeddingDistance", "SpacyPartOfSpeech", "USEm3Encoder",
                   "RepeatModification", "StopwordModification", "InputColumnModification"]
@@ -150,7 +122,7 @@ def test_matches_textattack_recipe(monkeypatch, victim, ours):
             assert mine.queries == res.num_queries
     # mostly real attacks (this weak victim rarely survives one: failures are rare)
     assert kinds.count("successful") >= 20 and 1 <= kinds.count("skipped") <= 8
-    assert stock_wrapper.calls > 1000
+    assert wrapper.calls > 1000
 
 
 def test_matches_textattack_recipe_under_query_budget(monkeypatch, sst2, victim):
@@ -171,7 +143,7 @@ def test_matches_textattack_recipe_under_query_budget(monkeypatch, sst2, victim)
     monkeypatch.setattr(WordEmbedding, "counterfitted_GLOVE_embedding", staticmethod(lambda: emb))
     monkeypatch.setattr(recipe, "UniversalSentenceEncoder", R.USEm3Encoder)
     monkeypatch.setattr(recipe, "PartOfSpeech", R.SpacyPartOfSpeech)
-    stock = recipe.TextFoolerJin2019.build(unbatched_wrapper(model, tok))
+    stock = recipe.TextFoolerJin2019.build(stock_wrapper(model, tok))
     stock.goal_function.query_budget = 25
     kinds = []
     for row, m in zip(rows.to_dict("records"), mine):

@@ -3,7 +3,8 @@
 For each recipe, textattack's ``<Recipe>.build`` (the recipe's own code) is run with its
 downloaded resources replaced by the same offline ones ours uses (counter-fitted GloVe-50d,
 the numpy USE, spaCy's tagger, all-MiniLM-L6-v2 as A2T's sentence encoder, a tiny random
-masked LM for BAE and BERT-Attack: monkeypatched into the recipe's namespace), on a minimal
+masked LM for BAE and BERT-Attack: patched into the recipe's namespace while it builds,
+:func:`stock.stock_attack`), on a minimal
 one-text-at-a-time ``ModelWrapper`` without padding or cache (:func:`stock_wrapper`). Our
 side is the recipe class with the batched, padded, sorted, cached ``ClassifierWrapper``. Both
 attack the same examples of the same victim; per-example result type, adversarial text and
@@ -19,12 +20,11 @@ RTE pairs (both segments modifiable, as stock textattack on GLUE's column names)
 
 from __future__ import annotations
 
-import functools
 from collections import OrderedDict
 
-import numpy as np
 import pytest
 import torch
+from stock import stock_attack, stock_wrapper
 
 pytestmark = pytest.mark.slow  # attacks a (tiny) model with every recipe on both sides
 
@@ -33,53 +33,6 @@ N_PAIR = 4
 RECIPES = ("pwws", "deepwordbug", "textbugger", "bae", "bert-attack", "a2t")
 
 
-def stock_wrapper(model, tokenizer, max_length: int = 128):
-    """Minimal textattack ``ModelWrapper``: one text per forward pass, no padding, no cache;
-    float64 softmax probabilities. ``get_grad`` follows textattack's
-    ``HuggingFaceModelWrapper.get_grad`` (train mode, padding to ``max_length``, a backward
-    hook on the embedding layer, loss at the argmax prediction); the tiny victim has no
-    dropout, so train mode changes nothing."""
-    from robustbench_nlp.attacks.textattack_compat import import_textattack
-
-    ta = import_textattack()
-
-    def encode(text, **kwargs):
-        return (tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt",
-                          **kwargs) if isinstance(text, str) else
-                tokenizer(text[0], text[1], truncation=True, max_length=max_length,
-                          return_tensors="pt", **kwargs))
-
-    class StockWrapper(ta.models.wrappers.ModelWrapper):
-        def __init__(self) -> None:
-            self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
-            self.calls = 0
-
-        def __call__(self, text_input_list):
-            out = []
-            with torch.inference_mode():
-                for text in text_input_list:
-                    out.append(torch.softmax(model(**encode(text)).double(), -1)[0].numpy())
-                    self.calls += 1
-            return np.stack(out)
-
-        def get_grad(self, text_input):
-            model.train()
-            emb = model.base_encoder.get_input_embeddings()
-            grads = []
-            hook = emb.register_full_backward_hook(lambda m, gi, go: grads.append(go[0]))
-            emb.weight.requires_grad_(True)
-            model.zero_grad()
-            enc = encode(text_input, padding="max_length")
-            logits = model(**enc)
-            torch.nn.functional.cross_entropy(logits, logits.argmax(dim=1)).backward()
-            hook.remove()
-            model.eval()
-            return {"ids": enc["input_ids"], "gradient": grads[0][0].numpy()}
-
-        def _tokenize(self, inputs):
-            return [tokenizer.convert_ids_to_tokens(encode(x)["input_ids"][0]) for x in inputs]
-
-    return StockWrapper()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -133,49 +86,7 @@ def _kind(result) -> str:
     raise AssertionError(type(result).__name__)
 
 
-def _stock_attack(monkeypatch, name: str, wrapper, masked_lm: str):
-    """textattack's own recipe, built with the offline resources ours uses."""
-    import importlib
-
-    from textattack.shared import WordEmbedding
-
-    from robustbench_nlp.attacks import resources as R
-    from robustbench_nlp.attacks.textattack_compat import offline_constructors
-    from robustbench_nlp.attacks.textbugger import USE_DEFAULTS
-
-    module, cls = {"textfooler": ("textfooler_jin_2019", "TextFoolerJin2019"),
-                   "pwws": ("pwws_ren_2019", "PWWSRen2019"),
-                   "deepwordbug": ("deepwordbug_gao_2018", "DeepWordBugGao2018"),
-                   "textbugger": ("textbugger_li_2018", "TextBuggerLi2018"),
-                   "bae": ("bae_garg_2019", "BAEGarg2019"),
-                   "bert-attack": ("bert_attack_li_2020", "BERTAttackLi2020"),
-                   "a2t": ("a2t_yoo_2021", "A2TYoo2021")}[name]
-    recipe = importlib.import_module(f"textattack.attack_recipes.{module}")
-    emb, _ = R.load_word_embedding(R.COUNTERFITTED_DEFAULT)
-    monkeypatch.setattr(WordEmbedding, "counterfitted_GLOVE_embedding", staticmethod(lambda: emb))
-    if hasattr(recipe, "UniversalSentenceEncoder"):
-        monkeypatch.setattr(recipe, "UniversalSentenceEncoder",
-                            lambda **kw: R.USEm3Encoder(**{**USE_DEFAULTS, **kw}))
-    if hasattr(recipe, "PartOfSpeech"):
-        monkeypatch.setattr(recipe, "PartOfSpeech", R.SpacyPartOfSpeech)
-    if hasattr(recipe, "SBERT"):
-        monkeypatch.setattr(recipe, "SBERT",
-                            lambda model_name, **kw: _sbert(R.offline_sbert_model(), **kw))
-    if hasattr(recipe, "WordSwapMaskedLM"):
-        lm, tok, _ = R.load_masked_lm(masked_lm)
-        monkeypatch.setattr(recipe, "WordSwapMaskedLM", functools.partial(
-            recipe.WordSwapMaskedLM, masked_language_model=lm, tokenizer=tok))
-    with offline_constructors():
-        return getattr(recipe, cls).build(wrapper)
-
-
-def _sbert(model_name, **kw):
-    from textattack.constraints.semantics.sentence_encoders import SBERT
-
-    return SBERT(model_name=model_name, **kw)
-
-
-def _compare(monkeypatch, name, task, rows, victim, masked_lm):
+def _compare(name, task, rows, victim, masked_lm):
     """Run ours and the stock recipe on ``rows``; assert identical outcomes; return kinds."""
     from textattack.shared import AttackedText
 
@@ -191,7 +102,7 @@ def _compare(monkeypatch, name, task, rows, victim, masked_lm):
     ours = list(cls(cls.Config(**opts)).run(ClassifierWrapper(model, tok, max_length=128),
                                             task, rows))
     wrapper = stock_wrapper(model, tok)
-    stock = _stock_attack(monkeypatch, name, wrapper, masked_lm)
+    stock = stock_attack(name, wrapper, masked_lm)
     kinds = []
     for row, mine in zip(rows.to_dict("records"), ours):
         seed_example(int(row["index"]))
@@ -210,13 +121,13 @@ def _compare(monkeypatch, name, task, rows, victim, masked_lm):
 
 
 @pytest.mark.parametrize("name", RECIPES)
-def test_recipe_matches_textattack_on_sst2(monkeypatch, glue, victims, masked_lm, name):
+def test_recipe_matches_textattack_on_sst2(glue, victims, masked_lm, name):
     task, _, dev = glue["sst2"]
     short = dev[dev.sentence.str.split().str.len().between(4, 10)]
     from robustbench_nlp.registry import ATTACKS
 
     rows = ATTACKS.get(name)().examples(task, short, N_SST2, seed=0)
-    ours, kinds = _compare(monkeypatch, name, task, rows, victims["sst2"], masked_lm)
+    ours, kinds = _compare(name, task, rows, victims["sst2"], masked_lm)
     # real attacks, not a vacuous comparison: most are attacked, some succeed, and every
     # successful one changed the text
     assert kinds.count("skipped") <= 8 and kinds.count("successful") >= 4, kinds
@@ -224,7 +135,7 @@ def test_recipe_matches_textattack_on_sst2(monkeypatch, glue, victims, masked_lm
 
 
 @pytest.mark.parametrize("name", RECIPES)
-def test_recipe_matches_textattack_on_pairs(monkeypatch, glue, victims, masked_lm, name):
+def test_recipe_matches_textattack_on_pairs(glue, victims, masked_lm, name):
     """RTE pairs: same outcomes as the stock recipe, which may modify either segment."""
     task, _, dev = glue["rte"]
     tok, model = victims["rte"]
@@ -237,7 +148,7 @@ def test_recipe_matches_textattack_on_pairs(monkeypatch, glue, victims, masked_l
     right = short[ClassifierWrapper(model, tok).predict(pairs) == short.label.to_numpy()]
     rows = ATTACKS.get(name)().examples(task, right, N_PAIR, seed=0)
     assert len(rows) == N_PAIR
-    ours, kinds = _compare(monkeypatch, name, task, rows, victims["rte"], masked_lm)
+    ours, kinds = _compare(name, task, rows, victims["rte"], masked_lm)
     assert kinds.count("skipped") == 0
     from textattack.shared import AttackedText
 
@@ -248,7 +159,7 @@ def test_recipe_matches_textattack_on_pairs(monkeypatch, glue, victims, masked_l
                                                                  r.original))).words)
 
 
-def test_textfooler_matches_textattack_on_20_rte_pairs(monkeypatch, glue, victims,
+def test_textfooler_matches_textattack_on_20_rte_pairs(glue, victims,
                                                       masked_lm):
     """TextFooler on 20 RTE pairs (8-30 words) the victim classifies correctly: the same
     outcomes as textattack's ``TextFoolerJin2019``, which on GLUE's column names may modify
@@ -264,7 +175,7 @@ def test_textfooler_matches_textattack_on_20_rte_pairs(monkeypatch, glue, victim
     right = short[ClassifierWrapper(model, tok).predict(pairs) == short.label.to_numpy()]
     rows = ATTACKS.get("textfooler")().examples(task, right, 20, seed=0)
     assert len(rows) == 20
-    ours, kinds = _compare(monkeypatch, "textfooler", task, rows, victims["rte"], masked_lm)
+    ours, kinds = _compare("textfooler", task, rows, victims["rte"], masked_lm)
     assert kinds.count("skipped") == 0 and kinds.count("successful") >= 5, kinds
     assert any(r.adversarial[0] != r.original[0] for r in ours)
 

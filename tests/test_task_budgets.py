@@ -1,0 +1,81 @@
+"""Per-task defense defaults (robustbench_nlp.defenses.base.TaskBudget, issue #19): a budget replaces the
+Config defaults on its task only, ``--set`` still wins, the resolved values are what a run
+records (so the sweep's cell identity and the reuse key see them), and a bad budget is a
+one-line error."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from robustbench_nlp.defenses.base import TaskBudget
+from robustbench_nlp.defenses.finetune import Finetune
+from robustbench_nlp.cli import main
+from robustbench_nlp.errors import ConfigError
+from robustbench_nlp.registry import DEFENSES
+from robustbench_nlp.runner import RunConfig, make_defense, training_record
+from robustbench_nlp.sweep import run_key
+from robustbench_nlp.tasks import TASKS
+
+
+@pytest.fixture
+def rte_budget(monkeypatch):
+    monkeypatch.setattr(Finetune, "task_budgets",
+                        {"rte": TaskBudget({"epochs": 5, "lr": 1e-4}, "probe of the test")})
+
+
+def _defense(task: str, **params):
+    return make_defense(RunConfig(defense="finetune", task=task,
+                                  defense_params={k: str(v) for k, v in params.items()}))
+
+
+def test_budget_replaces_the_defaults_on_its_task_only(rte_budget):
+    rte = _defense("rte").config
+    assert (rte.epochs, rte.lr, rte.train_examples, rte.head_lr) == (5, 1e-4, 2000, 1e-3)
+    sst2 = _defense("sst2").config
+    assert (sst2.epochs, sst2.lr, sst2.train_examples) == (2, 3e-5, 2000)
+
+
+def test_set_options_win_over_the_budget(rte_budget):
+    cfg = _defense("rte", epochs=3).config
+    assert (cfg.epochs, cfg.lr) == (3, 1e-4)
+
+
+def test_resolved_budget_is_recorded_and_keys_the_cell(rte_budget):
+    record = training_record(RunConfig(defense="finetune", task="rte"))
+    assert (record["defense"]["epochs"], record["defense"]["lr"]) == (5, 1e-4)
+    # a sweep cell writing the budget out is the default cell of that task ...
+    default = RunConfig(defense="finetune", task="rte")
+    written = RunConfig(defense="finetune", task="rte",
+                        defense_params={"epochs": "5", "lr": "0.0001"})
+    assert run_key(default) == run_key(written)
+    # ... and not the cell of the Config defaults
+    old = RunConfig(defense="finetune", task="rte", defense_params={"epochs": "2", "lr": "3e-5"})
+    assert run_key(default) != run_key(old)
+
+
+def test_bad_budget_is_one_line(monkeypatch):
+    monkeypatch.setattr(Finetune, "task_budgets", {"rte": TaskBudget({"epoch": 5})})
+    with pytest.raises(ConfigError, match=r"^unknown parameter 'epoch' for defense 'finetune'; "
+                                          r"did you mean 'epochs'\?$"):
+        _defense("rte")
+
+
+def test_list_defenses_prints_the_budgets(rte_budget, capsys):
+    assert main(["list", "defenses"]) == 0
+    out = capsys.readouterr().out
+    block = out.split("finetune:", 1)[1].split("\n", 1)[1]
+    assert "    on rte: epochs=5, lr=0.0001  (probe of the test)\n" in block
+
+
+@pytest.mark.parametrize("name", sorted(DEFENSES.names()))
+def test_every_shipped_budget_is_valid(name):
+    cls = DEFENSES.get(name)
+    for task, budget in cls.task_budgets.items():
+        assert task in TASKS, f"{name}: budget for unknown task {task!r}"
+        assert budget.evidence, f"{name} on {task}: a budget names its evidence"
+        cfg = make_defense(RunConfig(defense=name, task=task)).config
+        got = {k: getattr(cfg, k) for k in budget.values}
+        assert got == budget.values
+        assert dataclasses.asdict(cfg) != dataclasses.asdict(cls.Config())
