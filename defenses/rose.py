@@ -63,7 +63,7 @@ from robustbench_nlp.errors import ConfigError
 from robustbench_nlp.registry import DEFENSES
 
 from .base import Defense, inputs
-from .finetune import FinetuneConfig
+from .finetune import FULL_FINETUNING_BUDGETS, FinetuneConfig
 from .freelb import decay_param_groups
 
 MODES = ("first", "second", "ensemble")
@@ -258,6 +258,7 @@ class ROSE(Defense):
                    "whose dropout-KL / Adam-moment saliency lies in a percentile band update "
                    "(Jiang et al., EMNLP 2022)")
     Config = ROSEConfig
+    task_budgets = FULL_FINETUNING_BUDGETS
 
     def __init__(self, config=None) -> None:
         super().__init__(config)

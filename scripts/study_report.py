@@ -743,15 +743,23 @@ def _plot(path: Path, title: str, xlabel: str, series: dict) -> str | None:
     return path.name
 
 
+def default_calibration_url() -> str | None:
+    """``experiments/calibration.db`` (the ε × K sweep's database) as a URL, None if absent."""
+    path = EXPERIMENTS / "calibration.db"
+    return f"sqlite:///{path}" if path.is_file() else None
+
+
 def report(url: str, paper_dir: str | None = None, figures: Path | None = None,
            experiments: str | Path = EXPERIMENTS, calibration: str | None = None) -> str:
     """The whole markdown report for the database at ``url``; with ``figures``, the λ and
     epoch plots are written there as PNG and linked (paths relative to the report);
     ``experiments``: the folder of sweep configs whose completion is reported;
-    ``calibration``: URL of the ε × K calibration database (None: no such section rows)."""
+    ``calibration``: URL of the ε × K calibration database (default:
+    :func:`default_calibration_url`)."""
     from robustbench_nlp.leaderboard import find_paper_dir
 
     df = load_runs(url)
+    calibration = calibration or default_calibration_url()
     pdir = find_paper_dir(paper_dir)
     paper = None
     if pdir is not None:
@@ -791,14 +799,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from robustbench_nlp.errors import RBNLPError
 
-    calibration = args.calibration_db
-    if calibration is None and (EXPERIMENTS / "calibration.db").is_file():
-        calibration = f"sqlite:///{EXPERIMENTS / 'calibration.db'}"
 
     try:
         text = report(args.db, args.paper_dir,
                       figures=Path(args.out).parent if args.out else None,
-                      experiments=args.experiments, calibration=calibration)
+                      experiments=args.experiments, calibration=args.calibration_db)
     except RBNLPError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

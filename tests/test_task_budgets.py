@@ -79,3 +79,23 @@ def test_every_shipped_budget_is_valid(name):
         got = {k: getattr(cfg, k) for k in budget.values}
         assert got == budget.values
         assert dataclasses.asdict(cfg) != dataclasses.asdict(cls.Config())
+
+
+def test_shipped_budgets():
+    """The budgets chosen from the probes of docs/defenses.md "Per-task budgets": the whole
+    split × 3 epochs at lr 1e-4 for the full fine-tuning defenses on MRPC, lr 1e-4 for them
+    on RTE and for FreeLB on QNLI; SST-2 keeps the Config
+    defaults everywhere; the prompt defenses have none (no budget found on MRPC/RTE)."""
+    def lr(defense, task):
+        return make_defense(RunConfig(defense=defense, task=task)).config.lr
+
+    for d in ("finetune", "freelb", "rose"):
+        assert lr(d, "mrpc") == 1e-4 and lr(d, "sst2") == 3e-5
+        mrpc = make_defense(RunConfig(defense=d, task="mrpc")).config
+        assert (mrpc.train_examples, mrpc.epochs) == (None, 3)
+        rte = make_defense(RunConfig(defense=d, task="rte")).config
+        assert (rte.train_examples, rte.epochs, rte.lr) == (2000, 2, 1e-4)
+    assert lr("freelb", "qnli") == 1e-4
+    assert lr("finetune", "qnli") == lr("rose", "qnli") == 3e-5
+    for d in ("prompt-tuning", "peaft"):
+        assert DEFENSES.get(d).task_budgets == {}
