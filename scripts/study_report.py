@@ -291,8 +291,8 @@ TASKS = ("sst2", "mrpc", "rte", "qnli")
 
 
 def _default_defense(df: pd.DataFrame, vary: tuple[str, ...] = ()) -> pd.Series:
-    """Whether each run's resolved defense config equals its defense's defaults, except for
-    the hyperparameters in ``vary`` (so a run with ``--set train_examples=2000`` counts when
+    """Whether each run's resolved defense config equals its defense's defaults on the run's
+    task (per-task budgets included), except for the hyperparameters in ``vary`` (so a run with ``--set train_examples=2000`` counts when
     2,000 is that defense's default)."""
     import dataclasses
 
@@ -302,15 +302,16 @@ def _default_defense(df: pd.DataFrame, vary: tuple[str, ...] = ()) -> pd.Series:
     def strings(c: dict) -> dict:
         return {k: str(v) for k, v in c.items() if k not in vary}
 
-    def is_default(defense: str, dcfg: dict) -> bool:
+    def is_default(defense: str, task: str, dcfg: dict) -> bool:
         try:
-            default = dataclasses.asdict(make_defense(RunConfig(defense=defense)).config)
+            default = dataclasses.asdict(make_defense(RunConfig(defense=defense,
+                                                                task=task)).config)
         except RBNLPError:  # a defense plugin not installed here
             return False
         return strings(dcfg) == strings(default)
 
-    return pd.Series([is_default(d, c) for d, c in zip(df["defense"], df["dcfg"])],
-                     index=df.index, dtype=bool)
+    return pd.Series([is_default(d, t, c) for d, t, c in
+                      zip(df["defense"], df["task"], df["dcfg"])], index=df.index, dtype=bool)
 
 
 def grid_runs(df: pd.DataFrame, attack: str) -> pd.DataFrame:
@@ -328,7 +329,8 @@ def section_grid(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
     seeds finished so far (their number is shown; the configs ask for 3)."""
     if attack == "textfooler":
         out = ["## All defenses × tasks at the default budgets, TextFooler (Table 1)", "",
-               f"`rbnlp sweep experiments/defenses.yaml`: every default ({budget_text()}; 100 "
+               f"`rbnlp sweep experiments/defenses.yaml`: every default ({budget_text()}; the "
+               "per-task budgets of docs/defenses.md on MRPC, RTE and QNLI; 100 "
                "attacked dev examples), seeds 0, 1, 2; `seeds` counts the finished ones. Mean ± "
                "sample standard deviation over them.", ""]
     else:
@@ -414,6 +416,52 @@ def section_sweeps(url: str, df: pd.DataFrame, experiments: Path) -> str:
     return "\n".join(out)
 
 
+def section_defaults(url: str, df: pd.DataFrame, experiments: Path) -> str:
+    """experiments/defaults.yaml, issue #19's acceptance: every defense on every task at its
+    defaults (per-task budgets included), seed 0. A cell passes when its ACC beats the task's
+    majority class (the gold share of the most frequent dev label) and it is not flagged
+    degenerate."""
+    from robustbench_nlp.db import open_store
+    from robustbench_nlp.sweep import cell_status, load_sweep
+
+    out = ["## Default runs: every defense on every task", "",
+           "`rbnlp sweep experiments/defaults.yaml`: `rbnlp run --defense D --task T` at "
+           "every default (per-task budgets: docs/defenses.md, \"Per-task budgets\"), seed "
+           "0, TextFooler's default protocol on 100 dev examples. `passes`: ACC above the "
+           "task's majority-class ACC and not degenerate (the most-predicted class exceeds "
+           "its gold share by more than 15 points).", ""]
+    path = experiments / "defaults.yaml"
+    if not path.is_file():
+        return "\n".join(out + [f"(no {path.name} in {experiments})", ""])
+    sweep = load_sweep(path)
+    states = cell_status(open_store(url), sweep.cells)
+    by_id = df.set_index("id") if len(df) else df
+    rows, passed, done = [], 0, 0
+    for c in sweep.cells:
+        st, rid = states.get(c.key, ("new", ""))
+        if st != "finished" or rid not in by_id.index:
+            continue
+        r = by_id.loc[rid]
+        done += 1
+        gold = r.get("gold_distribution") or {}
+        majority = max(gold.values()) if gold else float("nan")
+        ok = bool(r["ACC"] > majority) and not bool(r.get("degenerate"))
+        passed += ok
+        d = r["dcfg"]
+        size = "all" if d.get("train_examples") is None else f"{int(d['train_examples']):,}"
+        rows.append({"defense": c.cfg.defense, "task": c.cfg.task, "run id": rid,
+                     "budget": f"{size} × {d.get('epochs')}, lr {d.get('lr')}",
+                     "ACC": _fmt(r["ACC"]), "majority ACC": _fmt(majority),
+                     "degenerate": _degenerate(r), "passes": "yes" if ok else "**no**",
+                     "AUA": _fmt(r["AUA"]), "AUA@30": _fmt(pd.to_numeric(r.get("aua_at_30"))),
+                     "‖δ‖/‖E‖": _fmt(pd.to_numeric(r.get("delta_ratio")), 3)})
+    if not rows:
+        return "\n".join(out + ["(no finished runs of this sweep in the database)", ""])
+    out += [f"{done} of {len(sweep.cells)} cells finished; {passed} pass.", "",
+            _md(pd.DataFrame(rows)), ""]
+    return "\n".join(out)
+
+
 def section_lambda_default(df: pd.DataFrame) -> str:
     """experiments/sst2_lambda.yaml: the λ sweep at the default budget (8,000 sentences)."""
     out = ["## PEAFT λ sweep at the default budget", "",
@@ -458,9 +506,11 @@ def section_lambda(df: pd.DataFrame, figures: Path | None = None) -> str:
 def section_calibration(url: str | None) -> str:
     """experiments/peaft_calibration.yaml (ε × K on SST-2, seed 0) and
     experiments/peaft_calibration_seeds.yaml (seeds 1-2 at the chosen point), read from the
-    calibration database at ``url``."""
+    calibration database at ``url`` (``None``: no section)."""
     from robustbench_nlp.defenses.peaft import PEAFTConfig
 
+    if not url:  # no calibration database here: no section
+        return ""
     d = PEAFTConfig()
     out = ["## PEAFT ε × K calibration", "",
            "`rbnlp sweep experiments/peaft_calibration.yaml` (ε ∈ {0.05, 0.1, 0.2, 0.4, 0.8} × "
@@ -471,7 +521,7 @@ def section_calibration(url: str | None) -> str:
            "`‖δ‖/‖E‖`: mean per-token ‖δ‖₂/‖E(x)‖₂ of the last PGD step over training "
            "(FreeLB's SST-2 default on this backbone: 0.102, docs/study.db of the earlier "
            f"study). Current default: ε = {d.epsilon:g}, K = {d.adv_steps}.", ""]
-    df = load_runs(url) if url else pd.DataFrame()
+    df = load_runs(url)
     if len(df):
         df = df[(df["defense"] == "peaft") & (df["task"] == "sst2")
                 & (df["attack"] == "textfooler")]
@@ -777,7 +827,7 @@ def report(url: str, paper_dir: str | None = None, figures: Path | None = None,
     from robustbench_nlp.db import open_store
 
     parts = [section_reading(df, open_store(url) if len(df) else None), section_sweeps(url, df, Path(experiments)),
-             section_tasks(df, paper), section_grid(df, paper),
+             section_defaults(url, df, Path(experiments)), section_tasks(df, paper), section_grid(df, paper),
              section_grid(df, paper, "advglue"), section_seeds(df, paper),
              section_seeds(df, paper, "advglue"), section_lambda(df, figures),
              section_lambda_default(df), section_calibration(calibration),

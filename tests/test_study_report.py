@@ -235,3 +235,54 @@ def test_sweeps_section_counts_finished_cells_and_lists_the_rest(report_mod, tmp
         "experiments/grid.yaml", "6", "3", "1.50", "0.31"]
     assert ("- `experiments/grid.yaml`, not finished yet: peaft/sst2/textfooler/minilm seed 2; "
             "peaft/sst2/advglue/minilm seeds 1, 2") in lines
+
+
+def test_defaults_section_checks_every_cell_against_its_majority_class(report_mod, tmp_path):
+    """experiments/defaults.yaml's cells: a cell passes when its ACC beats the task's
+    majority-class ACC and it is not degenerate; unfinished cells are counted, not listed."""
+    import dataclasses
+
+    from robustbench_nlp.runner import RunConfig, config_to_dict, make_attack, make_defense
+
+    exp = tmp_path / "experiments"
+    exp.mkdir()
+    (exp / "defaults.yaml").write_text(
+        "name: defaults\ngrid:\n  defense: [finetune, prompt-tuning]\n  task: [mrpc, rte]\n"
+        "  attack: [textfooler]\n  model: [minilm]\n  seed: [0]\nfixed:\n  num_examples: 100\n")
+    url = f"sqlite:///{tmp_path / 'defaults.db'}"
+    store = Store(url)
+
+    def cell_run(rid, defense, task, acc, pred, gold, degenerate):
+        cfg = RunConfig(defense=defense, task=task, num_examples=100)
+        config = {"run": config_to_dict(cfg),
+                  "defense": dataclasses.asdict(make_defense(cfg).config),
+                  "attack": dataclasses.asdict(make_attack(cfg).config)}
+        store.create_run(id=rid, task=task, defense=defense, attack="textfooler",
+                         model="minilm", seed=0, num_examples=100, config=config,
+                         train_seconds=10.0, attack_seconds=1.0, status="finished")
+        store.save_metrics(rid, acc=acc, aua=3.0, avg=(acc + 3.0) / 2, degenerate=degenerate,
+                           pred_distribution=pred, gold_distribution=gold)
+
+    mrpc_gold = {"not_equivalent": 31.62, "equivalent": 68.38}
+    rte_gold = {"entailment": 52.71, "not_entailment": 47.29}
+    cell_run("ftm", "finetune", "mrpc", 81.86, {"not_equivalent": 23.8, "equivalent": 76.2},
+             mrpc_gold, False)
+    cell_run("ptm", "prompt-tuning", "mrpc", 69.36, {"not_equivalent": 15.7,
+                                                      "equivalent": 84.3}, mrpc_gold, True)
+    # not degenerate, but below RTE's majority class: fails
+    cell_run("ftr", "finetune", "rte", 49.10, {"entailment": 54.5, "not_entailment": 45.5},
+             rte_gold, False)
+    text = report_mod.section_defaults(url, report_mod.load_runs(url), exp)
+    lines = text.splitlines()
+    assert "3 of 4 cells finished; 1 pass." in lines
+    cells = {}
+    for ln in lines:
+        if ln.startswith("| finetune") or ln.startswith("| prompt-tuning"):
+            c = [x.strip() for x in ln.strip("|").split("|")]
+            cells[(c[0], c[1])] = c
+    assert cells[("finetune", "mrpc")][3:8] == ["all × 3, lr 0.0001", "81.86", "68.38", "no",
+                                                "yes"]
+    assert cells[("prompt-tuning", "mrpc")][6:8] == ["yes (84.3 / 68.4)", "**no**"]
+    assert cells[("finetune", "rte")][3:8] == ["2,000 × 2, lr 0.0001", "49.10", "52.71", "no",
+                                               "**no**"]
+    assert ("prompt-tuning", "rte") not in cells
