@@ -520,7 +520,9 @@ def section_calibration(url: str | None) -> str:
            "experiments/peaft_calibration_seeds.yaml` (seeds 1 and 2 at the chosen point). "
            "`‖δ‖/‖E‖`: mean per-token ‖δ‖₂/‖E(x)‖₂ of the last PGD step over training "
            "(FreeLB's SST-2 default on this backbone: 0.102, docs/study.db of the earlier "
-           f"study). Current default: ε = {d.epsilon:g}, K = {d.adv_steps}.", ""]
+           f"study). Current default: ε = {d.epsilon:g}, K = {d.adv_steps}. `train s` was "
+           "measured on a shared 2-core machine under varying load (1-3 jobs): it compares "
+           "nothing across cells.", ""]
     df = load_runs(url)
     if len(df):
         df = df[(df["defense"] == "peaft") & (df["task"] == "sst2")

@@ -22,12 +22,12 @@ def report_mod():
 
 def _run(store, rid, defense, seed, acc, aua, params, attack="textfooler", task="sst2",
          dcfg=None, epoch_eval=None, train_stats=None, num_examples=100, **metrics):
-    if not params and not dcfg:  # a default run records its defense's default config
+    if not params and not dcfg:  # a default run records its defense's defaults on its task
         import dataclasses
 
-        from robustbench_nlp.registry import DEFENSES
+        from robustbench_nlp.runner import RunConfig, make_defense
 
-        dcfg = dataclasses.asdict(DEFENSES.get(defense).Config())
+        dcfg = dataclasses.asdict(make_defense(RunConfig(defense=defense, task=task)).config)
     config = {"run": {"defense_params": params, "epoch_eval_examples": epoch_eval},
               "defense": dcfg or {"carrier": "prompt", "adv_lambda": 0.5}}
     store.create_run(id=rid, task=task, defense=defense, attack=attack, model="minilm",
