@@ -43,6 +43,8 @@ class TaskBudget:
     the budgets it needs per task in :attr:`Defense.task_budgets`; a run on that task
     starts from them, and the user's ``--set`` options still win. The run records the
     resolved values (``config["defense"]``), so a budget change is a new training key.
+    The shipped budgets were measured on the default backbone (all-MiniLM-L6-v2) and apply
+    whatever ``--model`` is; another backbone may want its own ``--set lr=...``.
 
     Attributes:
         values: field name → default on this task (fields of the defense's ``Config``).

@@ -162,15 +162,17 @@ def plan(cfg: RunConfig) -> Plan:
 
 def make_defense(cfg: RunConfig):
     """The defense of ``cfg`` with its hyperparameters resolved: ``cfg.defense_params`` over
-    the defense's defaults on ``cfg.task`` (:meth:`~robustbench_nlp.defenses.base.Defense.task_defaults`)
-    over its ``Config`` defaults; loads nothing. ``dataclasses.asdict(make_defense(cfg).config)`` is what a run records as
-    ``config["defense"]``.
+    the defense's defaults on ``cfg.task``
+    (:meth:`~robustbench_nlp.defenses.base.Defense.task_defaults`) over its ``Config``
+    defaults; loads nothing. ``dataclasses.asdict(make_defense(cfg).config)`` is what a run
+    records as ``config["defense"]``.
 
     Raises:
         UnknownNameError / ConfigError: unknown defense or bad ``defense_params``.
     """
     dcls = DEFENSES.get(cfg.defense)
-    given = {**dcls.task_defaults(cfg.task), **cfg.defense_params}
+    per_task = getattr(dcls, "task_defaults", None)  # a plugin need not derive from Defense
+    given = {**(per_task(cfg.task) if per_task else {}), **cfg.defense_params}
     return dcls(build_config(dcls.Config, given, owner=f"defense {cfg.defense!r}"))
 
 
