@@ -274,7 +274,8 @@ def cmd_list(args) -> int:
                 rng = f" {row['range']}" if row["range"] else ""
                 print(f"    {row['name']} = {row['default']!r}  ({row['type']}{rng}) {row['help']}")
             for task, budget in getattr(cls, "task_budgets", {}).items():
-                values = ", ".join(f"{k}={v!r}" for k, v in budget.values.items())
+                values = (", ".join(f"{k}={v!r}" for k, v in budget.values.items())
+                          or "the defaults above")
                 print(f"    on {task}: {values}" + (f"  ({budget.evidence})" if budget.evidence else ""))
     elif args.kind == "tasks":
         for t in TASKS.values():

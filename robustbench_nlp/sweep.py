@@ -106,8 +106,20 @@ def run_key(cfg: RunConfig, attack_record: dict | None = None,
     if attack_record is None:
         attack_record = dataclasses.asdict(make_attack(cfg).config)
     keep["defense_config"] = _as_strings(defense_record)
-    keep["attack_config"] = _as_strings(attack_record)
+    keep["attack_config"] = _as_strings(_segment_neutral(attack_record, cfg.task))
     return json.dumps(keep, sort_keys=True)
+
+
+def _segment_neutral(attack_record: dict, task: str) -> dict:
+    """``attack_record`` without ``attacked_column`` when ``task`` has one text segment:
+    there the option changes nothing (the protocol resolves it to ``None`` alike), so a run
+    recorded before its default became ``"all"`` is still its cell."""
+    from .tasks import TASKS
+
+    t = TASKS.get(task)
+    if t is None or t.is_pair or "attacked_column" not in attack_record:
+        return attack_record
+    return {k: v for k, v in attack_record.items() if k != "attacked_column"}
 
 
 def load_sweep(path: str | Path) -> Sweep:

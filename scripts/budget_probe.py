@@ -9,10 +9,17 @@ confirmed by real ``rbnlp run`` / ``rbnlp sweep`` runs. One JSON line per epoch 
 ``--out`` (appended) so a set of probes can be tabulated. The learning-rate schedule is the
 one of the whole ``epochs`` budget, so epoch e of an E-epoch probe is not an e-epoch run.
 
+``--eval-every S`` adds a check every S optimizer steps on a seeded sample of
+``--eval-examples`` dev examples (``"step"`` in the JSON line; ``"epoch"`` is then the epoch
+in progress), so a run that collapses to one class shows it long before the epoch ends and
+can be stopped.
+
 Usage::
 
     python scripts/budget_probe.py --defense finetune --task mrpc \
         --set train_examples=None --set epochs=5 [--seed 0] [--out probes.jsonl]
+    python scripts/budget_probe.py --defense peaft --task qnli --set adv_lambda=0.1 \
+        --eval-every 100 --eval-examples 1000
 """
 
 from __future__ import annotations
@@ -37,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", default=None, help="append one JSON line per epoch here")
+    ap.add_argument("--eval-every", type=int, default=0, metavar="S",
+                    help="also check every S optimizer steps (on --eval-examples dev examples)")
+    ap.add_argument("--eval-examples", type=int, default=1000, metavar="N",
+                    help="seeded dev sample of the --eval-every checks (default 1000)")
     args = ap.parse_args(argv)
 
     cfg = RunConfig(defense=args.defense, task=args.task, model=args.model, seed=args.seed,
@@ -51,23 +62,45 @@ def main(argv: list[str] | None = None) -> int:
     majority = max(gold.values())
     tokenizer, model, _ = build_model(cfg, p, len(frames["train"]), device)
     start = time.perf_counter()
+    sample = dev.sample(n=min(args.eval_examples, len(dev)), random_state=cfg.seed)
+    progress = {"epoch": 1, "step": 0}
 
-    def on_epoch(epoch: int) -> None:
+    def check(rows, step: int | None) -> None:
         model.eval()
-        ev = evaluate(model, tokenizer, dev, p.task, p.max_length)
+        ev = evaluate(model, tokenizer, rows, p.task, p.max_length)
+        model.train()
         shares = ev["pred_distribution"]
         rec = {"defense": args.defense, "task": args.task, "seed": args.seed,
-               "set": args.set, "epoch": epoch, "acc": round(ev["acc"], 2),
+               "set": args.set, "epoch": progress["epoch"],
+               **({"step": step, "dev_examples": len(rows)} if step is not None else {}),
+               "acc": round(ev["acc"], 2),
                "f1": round(ev["f1"], 2) if "f1" in ev else None,
                "pred_share": {k: round(v, 1) for k, v in shares.items()},
                "majority_acc": round(majority, 2),
                "degenerate": degenerate(shares, gold),
+               "loss_ema": round(progress["loss"], 4) if "loss" in progress else None,
                "seconds": round(time.perf_counter() - start, 1)}
         print(json.dumps(rec), flush=True)
         if args.out:
             with open(args.out, "a") as fh:
                 fh.write(json.dumps(rec) + "\n")
 
+    def on_epoch(epoch: int) -> None:
+        check(dev, None)
+        progress["epoch"] = epoch + 1
+
+    defense_step = p.defense.step
+
+    def step(model_, batch):  # counts optimizer steps and runs the --eval-every checks
+        if args.eval_every and progress["step"] and progress["step"] % args.eval_every == 0:
+            check(sample, progress["step"])  # after `step` updates, before the next batch
+        stats = defense_step(model_, batch)
+        progress["step"] += 1
+        loss = stats["loss"]
+        progress["loss"] = loss if "loss" not in progress else 0.95 * progress["loss"] + 0.05 * loss
+        return stats
+
+    p.defense.step = step
     train(model, p.defense, tokenizer, frames["train"], p.task, max_length=p.max_length,
           seed=cfg.seed, device=device, progress=False, on_epoch_end=on_epoch)
     return 0

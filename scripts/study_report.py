@@ -4,23 +4,24 @@ Every number in the report is read from the database at the URL given (runs + me
 tables) and the paper's own numbers from ``../shared/paper`` (Tables 1-2 CSVs); nothing is
 typed in by hand. The runs it reads are those of::
 
-    rbnlp run --defense peaft --task T --attack textfooler    # T = sst2, mrpc, rte, qnli
-    rbnlp run --defense peaft --task T --attack advglue       # T = sst2, rte, qnli
-    rbnlp sweep experiments/defenses.yaml                     # 5 defenses x 4 tasks x 3 seeds
-    rbnlp sweep experiments/defenses_advglue.yaml             # the same on AdvGLUE
-    rbnlp sweep experiments/sst2_lambda.yaml                  # λ sweep, default budget
-    rbnlp sweep experiments/cpu_study_sst2.yaml               # 5 defenses x 3 seeds
-    rbnlp sweep experiments/cpu_study_lambda.yaml             # PEAFT λ sweep
-    rbnlp sweep experiments/cpu_study_epochs.yaml             # ACC/AUA after every epoch
-    rbnlp run --defense {peaft,prompt-tuning} --set carrier=C --set train_examples=2000
+    rbnlp sweep experiments/defaults.yaml             # every defense x task, seed 0 (issue #19)
+    rbnlp sweep experiments/defenses.yaml             # 5 defenses x 4 tasks x 3 seeds, TextFooler
+    rbnlp sweep experiments/defenses_advglue.yaml     # the same defenses on AdvGLUE
+    rbnlp sweep experiments/defenses_ensemble.yaml    # ... under the attack suite's worst case
+    rbnlp sweep experiments/sst2_lambda.yaml          # PEAFT λ sweep at the defaults
+    rbnlp sweep experiments/epochs.yaml               # ACC/AUA after every epoch
+    rbnlp sweep experiments/carriers.yaml             # the min-max objective on each carrier
 
-(all with the same ``--db``). A section whose runs are missing says so instead of a table;
-the section "Sweeps: completion and compute" counts, for every config in ``experiments/``,
-the cells finished and lists those still to run. Where a cell has several finished runs,
-the tables use its earliest one, as ``rbnlp sweep`` does.
+(all with the same ``--db``), plus the PEAFT ε × K calibration from its own database
+(``experiments/calibration.db``: ``experiments/peaft_calibration*.yaml``). A section whose
+runs are missing says so instead of a table; the section "Sweeps: completion and compute"
+counts, for every config in ``experiments/``, the cells finished and lists those still to
+run. Where a cell has several finished runs, the tables use its earliest one, as
+``rbnlp sweep`` does.
+
 Usage::
 
-    python scripts/study_report.py --db sqlite:///rbnlp.db [--out docs/results.md]
+    python scripts/study_report.py --db sqlite:///docs/study.db [--out docs/results.md]
 
 With ``--out``, the two Figure-2 plots (``lambda.png``, ``epochs.png``) are written next to
 the report.
@@ -41,6 +42,8 @@ RENAME = {"acc": "ACC", "aua": "AUA", "avg": "AVG", "asr": "ASR", "avg_queries":
 DEFENSE_ORDER = ["finetune", "prompt-tuning", "peaft", "freelb", "rose"]
 PAPER_NAME = {"peaft": "PEAFT", "freelb": "FreeLB", "rose": "ROSE"}
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+#: sweep configs whose runs live in the calibration database (experiments/calibration.db)
+CALIBRATION_CONFIGS = ("peaft_calibration.yaml", "peaft_calibration_seeds.yaml")
 #: what the robustness columns of the seed and grid tables mean
 COLUMN_NOTE = ("`AUA 95% CI (pooled)`: Wilson interval of AUA with the seeds' attacked examples "
                "pooled. `AUA@30`: AUA when an attack may change at most 30% of the words, "
@@ -162,70 +165,6 @@ def budget_text(**override) -> str:
                      for b, ds in groups.items())
 
 
-def section_tasks(df: pd.DataFrame, paper) -> str:
-    """PEAFT with every default (100 attacked examples) per task."""
-    out = ["## PEAFT on the four GLUE tasks (defaults)", "",
-           f"`rbnlp run --defense peaft --task T --attack A` with every default (seed 0, "
-           f"{_budget('peaft')}, 100 attacked dev examples for TextFooler, every AdvGLUE dev "
-           "example for AdvGLUE). The paper column is its RoBERTa-base row (ACC / AUA / AVG).",
-           ""]
-    sel = df[(df["defense"] == "peaft") & _params_are(df) & df["epoch_eval"].isna()
-             & (df["seed"] == 0) & (df["model"] == "minilm")]
-    rows = []
-    for attack in ("textfooler", "advglue"):
-        for task in ("sst2", "mrpc", "rte", "qnli"):
-            r = sel[(sel["task"] == task) & (sel["attack"] == attack)]
-            if r.empty:
-                continue
-            r = r.iloc[-1]
-            reused = (r["train_stats"] or {}).get("reused_from")
-            rows.append({"task": task, "attack": attack, "run id": r["id"],
-                         "ACC": _fmt(r["ACC"]), "F1": _fmt(r["f1"]), "AUA": _fmt(r["AUA"]),
-                         "AVG": _fmt(r["AVG"]), "ASR": _fmt(r["ASR"]),
-                         "attacked": int(r["attacked"] or 0),
-                         "avg queries": _fmt(r["avg queries"]),
-                         "train examples": (r["train_stats"] or {}).get("train_examples"),
-                         "train s": _fmt(r["train s"], 0) + (f" (run {reused})" if reused
-                                                             else ""),
-                         "attack s": _fmt(r["attack_seconds"], 0),
-                         "degenerate": _degenerate(r),
-                         "paper PEAFT RoBERTa-base": _paper(paper, "PEAFT", task, attack)})
-    if not rows:
-        return "\n".join(out + ["(no finished default PEAFT runs in this database)", ""])
-    out += [_md(pd.DataFrame(rows)), "",
-            "`train s` with a run id: the trained defense of that run was reused "
-            "(same training settings, another attack), so training ran once. `degenerate`: "
-            "the most-predicted class exceeds its share of gold labels by more than 15 points "
-            "(predicted / gold share of that class, %); such a model cannot be attacked on most "
-            "inputs, so its AUA says little about robustness.", ""]
-    return "\n".join(out)
-
-
-def seed_runs(df: pd.DataFrame, attack: str = "textfooler") -> pd.DataFrame:
-    """The runs of experiments/cpu_study_sst2.yaml under ``attack``, one per (defense, seed)."""
-    if df.empty:
-        return df
-    sel = df[(df["task"] == "sst2") & (df["attack"] == attack)
-             & _params_are(df, train_examples=2000) & df["epoch_eval"].isna()
-             & (df["num_examples"] == 100) & (df["model"] == "minilm")]
-    return sel.drop_duplicates(["defense", "seed"], keep="first")
-
-
-def lambda_runs(df: pd.DataFrame) -> pd.DataFrame:
-    """The λ sweep (experiments/cpu_study_lambda.yaml plus the seed study's seed-0 PEAFT
-    cell), one run per λ, sorted by the column ``λ``."""
-    if df.empty:
-        return df
-    sel = df[(df["defense"] == "peaft") & (df["task"] == "sst2") & (df["attack"] == "textfooler")
-             & (df["seed"] == 0) & df["epoch_eval"].isna() & (df["model"] == "minilm")
-             & (df["num_examples"] == 100)]
-    keep = sel["params"].apply(lambda p: set(p) <= {"train_examples", "adv_lambda"}
-                               and p.get("train_examples") == "2000")
-    sel = sel[keep].copy()
-    sel["λ"] = sel["dcfg"].apply(lambda c: float(c.get("adv_lambda")))
-    return sel.drop_duplicates("λ", keep="first").sort_values("λ")
-
-
 def epoch_rows(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, epoch) of the runs with ``--epoch-eval`` on SST-2: defense, run id,
     epoch, ACC, AUA, ASR (floats)."""
@@ -236,55 +175,6 @@ def epoch_rows(df: pd.DataFrame) -> pd.DataFrame:
             rows.append({"defense": r["defense"], "run id": r["id"], "epoch": e.get("epoch"),
                          "ACC": e.get("acc"), "AUA": e.get("aua"), "ASR": e.get("asr")})
     return pd.DataFrame(rows, columns=["defense", "run id", "epoch", "ACC", "AUA", "ASR"])
-
-
-def section_seeds(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
-    """experiments/cpu_study_sst2.yaml: 5 defenses x 3 seeds under ``attack``, mean ± sample
-    std over the seeds."""
-    if attack == "textfooler":
-        out = ["## Defenses on SST-2 under TextFooler, 3 seeds (Table 1 analogue)", "",
-               "`rbnlp sweep experiments/cpu_study_sst2.yaml`: all-MiniLM-L6-v2, 2,000 SST-2 "
-               f"training sentences ({budget_text(train_examples=2000)}), 100 attacked dev "
-               "examples, seeds 0, 1, 2. Mean ± sample standard deviation over the seeds; ACC "
-               "on the full dev split (872).", ""]
-    else:
-        out = ["## The same defenses on AdvGLUE SST-2 (Table 2 analogue)", "",
-               "The AdvGLUE cells of the same sweep: each attacks the trained defense of the "
-               "TextFooler cell with the same seed (trained once), on all 148 AdvGLUE SST-2 "
-               "dev examples; AUA = accuracy on them, ACC = clean GLUE dev accuracy. ASR and "
-               "queries do not apply to a fixed adversarial set and are left out.", ""]
-    sel = seed_runs(df, attack)
-    if sel.empty:
-        return "\n".join(out + ["(no finished runs of this sweep in the database)", ""])
-    metrics = METRICS if attack == "textfooler" else ["ACC", "AUA", "AVG"]
-    rows = []
-    for d in [d for d in DEFENSE_ORDER if d in set(sel["defense"])]:
-        g = sel[sel["defense"] == d]
-        row = {"defense": d, "seeds": len(g)}
-        for m in metrics:
-            row[m] = _mean_pm(g[m])
-            if m == "AUA":
-                row["AUA 95% CI (pooled)"] = _pooled_ci(g)
-        if attack == "textfooler":
-            row.update(_robustness_cells(g))
-        row["trainable"] = f"{int(g['trainable'].iloc[0]):,}"
-        row["train s"] = _fmt(g["train s"].mean(), 0)
-        row["paper RoBERTa-base (ACC / AUA / AVG)"] = _paper(
-            paper, PAPER_NAME.get(d, ""), "sst2", attack)
-        rows.append(row)
-    out += [_md(pd.DataFrame(rows)), "", COLUMN_NOTE, ""]
-    cols = ["defense", "seed", "id", "ACC", "AUA"] + (
-        ["ASR", "successful", "failed", "skipped"] if attack == "textfooler" else [])
-    per = sel[cols].copy()
-    per["degenerate"] = [_degenerate(r) for _, r in sel.iterrows()]
-    for m in ("ACC", "AUA", "ASR"):
-        if m in per:
-            per[m] = per[m].map(_fmt)
-    per["order"] = per["defense"].map({d: i for i, d in enumerate(DEFENSE_ORDER)})
-    per = per.sort_values(["order", "seed"]).drop(columns="order")
-    out += ["<details><summary>per run</summary>", "", _md(per.rename(columns={"id": "run id"})),
-            "", "</details>", ""]
-    return "\n".join(out)
 
 
 TASKS = ("sst2", "mrpc", "rte", "qnli")
@@ -324,24 +214,39 @@ def grid_runs(df: pd.DataFrame, attack: str) -> pd.DataFrame:
     return sel.drop_duplicates(["defense", "task", "seed"], keep="first")
 
 
+GRID_HEAD = {
+    "textfooler": ("## All defenses × tasks at the default budgets, TextFooler (Table 1)",
+                   "`rbnlp sweep experiments/defenses.yaml`: every default ({budget}; the "
+                   "per-task budgets of docs/defenses.md on MRPC, RTE and QNLI), TextFooler's "
+                   "default protocol on 100 attacked dev examples, seeds 0, 1, 2; `seeds` counts "
+                   "the finished ones. Mean ± sample standard deviation over them."),
+    "advglue": ("## All defenses × tasks at the default budgets, AdvGLUE (Table 2)",
+                "`rbnlp sweep experiments/defenses_advglue.yaml`: the defenses trained by the "
+                "TextFooler cells (reused, same training settings), on every AdvGLUE dev example "
+                "of the task (AdvGLUE has no MRPC set); AUA = accuracy on them, ACC = clean "
+                "GLUE dev accuracy."),
+    "ensemble": ("## All defenses × tasks at the default budgets, worst case over the attack "
+                 "suite",
+                 "`rbnlp sweep experiments/defenses_ensemble.yaml`: the defenses trained by the "
+                 "TextFooler cells (reused), the same 100 dev examples attacked by each recipe "
+                 "of `--attack ensemble` in turn (DeepWordBug, TextBugger, A2T, TextFooler, "
+                 "PWWS) until one succeeds; an example counts as robust only if every recipe "
+                 "fails. `AUA TextFooler`: the TextFooler table's AUA of the same runs' "
+                 "defenses, for the drop."),
+}
+
+
 def section_grid(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
-    """The five defenses × the GLUE tasks at the default budgets, mean ± sample std over the
-    seeds finished so far (their number is shown; the configs ask for 3)."""
-    if attack == "textfooler":
-        out = ["## All defenses × tasks at the default budgets, TextFooler (Table 1)", "",
-               f"`rbnlp sweep experiments/defenses.yaml`: every default ({budget_text()}; the "
-               "per-task budgets of docs/defenses.md on MRPC, RTE and QNLI; 100 "
-               "attacked dev examples), seeds 0, 1, 2; `seeds` counts the finished ones. Mean ± "
-               "sample standard deviation over them.", ""]
-    else:
-        out = ["## All defenses × tasks at the default budgets, AdvGLUE (Table 2)", "",
-               "`rbnlp sweep experiments/defenses_advglue.yaml`: the defenses trained by the "
-               "TextFooler cells (reused, same training settings), on every AdvGLUE dev "
-               "example of the task.", ""]
+    """The five defenses × the GLUE tasks at the default budgets under ``attack``
+    (``textfooler``, ``advglue`` or ``ensemble``), mean ± sample std over the seeds finished
+    so far (their number is shown; the configs ask for 3)."""
+    title, text = GRID_HEAD[attack]
+    out = [title, "", text.format(budget=budget_text()), ""]
     sel = grid_runs(df, attack)
     if sel.empty:
         return "\n".join(out + ["(no finished runs of this sweep in the database)", ""])
-    metrics = ["ACC", "AUA", "AVG"] + (["ASR"] if attack == "textfooler" else [])
+    metrics = ["ACC", "AUA", "AVG"] + (["ASR"] if attack != "advglue" else [])
+    tf = grid_runs(df, "textfooler") if attack == "ensemble" else None
     rows = []
     for task in TASKS:
         for d in DEFENSE_ORDER:
@@ -353,29 +258,39 @@ def section_grid(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
                 row[m] = _mean_pm(g[m])
                 if m == "AUA":
                     row["AUA 95% CI (pooled)"] = _pooled_ci(g)
+                    if tf is not None:
+                        t = tf[(tf["task"] == task) & (tf["defense"] == d)
+                               & tf["seed"].isin(g["seed"])]
+                        row["AUA TextFooler"] = _mean_pm(t["AUA"]) if len(t) else "–"
             if attack == "textfooler":
                 row.update(_robustness_cells(g))
+            elif attack == "ensemble":
+                row["invalid swaps %"] = _robustness_cells(g)["invalid swaps %"]
             flagged = int(g["degenerate"].fillna(False).astype(bool).sum())
             row["degenerate"] = f"{flagged} of {len(g)}"
             row["train s"] = _fmt(g["train s"].mean(), 0)
             row["run ids"] = ", ".join(g.sort_values("seed")["id"])
-            row["paper RoBERTa-base (ACC / AUA / AVG)"] = _paper(
-                paper, PAPER_NAME.get(d, ""), task, attack)
+            if attack != "ensemble":
+                row["paper RoBERTa-base (ACC / AUA / AVG)"] = _paper(
+                    paper, PAPER_NAME.get(d, ""), task, attack)
             rows.append(row)
     out += [_md(pd.DataFrame(rows)), "",
             "`degenerate`: runs whose most-predicted class exceeds its gold share by more than "
             "15 points; their AUA reflects a nearly constant prediction. `train s`: mean "
-            "training seconds (for AdvGLUE, of the reused TextFooler training). "
-            + COLUMN_NOTE, ""]
+            "training seconds (of the TextFooler cell's training where the defense was "
+            "reused). " + COLUMN_NOTE, ""]
     return "\n".join(out)
 
 
-def section_sweeps(url: str, df: pd.DataFrame, experiments: Path) -> str:
+def section_sweeps(url: str, df: pd.DataFrame, experiments: Path,
+                   calibration: str | None = None) -> str:
     """Completion and compute of every sweep config in ``experiments`` (``*.yaml``): its cells,
     how many have a finished run in the database (the sweep's own cell identity,
     :func:`robustbench_nlp.sweep.cell_status`), their training and attack hours (training
     counted once: a run that reused another run's trained defense adds its attack only), and
-    the cells not finished yet, grouped over seeds."""
+    the cells not finished yet, grouped over seeds. The configs of
+    :data:`CALIBRATION_CONFIGS` are counted in the ``calibration`` database instead (not
+    listed when it is None)."""
     from robustbench_nlp.db import open_store
     from robustbench_nlp.sweep import cell_status, load_sweep
 
@@ -389,11 +304,19 @@ def section_sweeps(url: str, df: pd.DataFrame, experiments: Path) -> str:
     if not files:
         return "\n".join(out + [f"(no sweep configs in {experiments})", ""])
     store = open_store(url)
-    by_id = df.set_index("id") if len(df) else df
+    main_by_id = df.set_index("id") if len(df) else df
+    cal_store = cal_by_id = None
+    if calibration:
+        cal = load_runs(calibration)
+        cal_store, cal_by_id = open_store(calibration), cal.set_index("id") if len(cal) else cal
     rows, todo = [], []
     for f in files:
+        if f.name in CALIBRATION_CONFIGS and cal_store is None:
+            continue
         sweep = load_sweep(f)
-        states = cell_status(store, sweep.cells)
+        here, by_id = ((cal_store, cal_by_id) if f.name in CALIBRATION_CONFIGS
+                       else (store, main_by_id))
+        states = cell_status(here, sweep.cells)
         ids, missing = [], {}
         for c in sweep.cells:
             st, rid = states.get(c.key, ("new", ""))
@@ -405,7 +328,9 @@ def section_sweeps(url: str, df: pd.DataFrame, experiments: Path) -> str:
         trained = runs[[not (s or {}).get("reused_from") for s in runs["train_stats"]]] \
             if len(runs) else runs
         rows.append({
-            "config": f"experiments/{f.name}", "cells": len(sweep.cells), "finished": len(ids),
+            "config": f"experiments/{f.name}"
+                      + (" (experiments/calibration.db)" if f.name in CALIBRATION_CONFIGS else ""),
+            "cells": len(sweep.cells), "finished": len(ids),
             "train h": _fmt(trained["train s"].sum() / 3600 if len(runs) else 0.0, 2),
             "attack h": _fmt(runs["attack_seconds"].sum() / 3600 if len(runs) else 0.0, 2)})
         if missing:
@@ -416,37 +341,30 @@ def section_sweeps(url: str, df: pd.DataFrame, experiments: Path) -> str:
     return "\n".join(out)
 
 
-def section_defaults(url: str, df: pd.DataFrame, experiments: Path) -> str:
-    """experiments/defaults.yaml, issue #19's acceptance: every defense on every task at its
-    defaults (per-task budgets included), seed 0. A cell passes when its ACC beats the task's
-    majority class (the gold share of the most frequent dev label) and it is not flagged
-    degenerate."""
+def default_cells(url: str, df: pd.DataFrame, experiments: Path) -> tuple[list[dict], int] | None:
+    """The finished cells of experiments/defaults.yaml (issue #19's acceptance: every defense
+    on every task at its defaults, per-task budgets included, seed 0), one row each, and the
+    number of cells; None when ``experiments`` has no defaults.yaml. A cell passes when its
+    ACC beats the task's majority class (the gold share of the most frequent dev label) and
+    it is not flagged degenerate."""
     from robustbench_nlp.db import open_store
     from robustbench_nlp.sweep import cell_status, load_sweep
 
-    out = ["## Default runs: every defense on every task", "",
-           "`rbnlp sweep experiments/defaults.yaml`: `rbnlp run --defense D --task T` at "
-           "every default (per-task budgets: docs/defenses.md, \"Per-task budgets\"), seed "
-           "0, TextFooler's default protocol on 100 dev examples. `passes`: ACC above the "
-           "task's majority-class ACC and not degenerate (the most-predicted class exceeds "
-           "its gold share by more than 15 points).", ""]
     path = experiments / "defaults.yaml"
     if not path.is_file():
-        return "\n".join(out + [f"(no {path.name} in {experiments})", ""])
+        return None
     sweep = load_sweep(path)
     states = cell_status(open_store(url), sweep.cells)
     by_id = df.set_index("id") if len(df) else df
-    rows, passed, done = [], 0, 0
+    rows = []
     for c in sweep.cells:
         st, rid = states.get(c.key, ("new", ""))
         if st != "finished" or rid not in by_id.index:
             continue
         r = by_id.loc[rid]
-        done += 1
         gold = r.get("gold_distribution") or {}
         majority = max(gold.values()) if gold else float("nan")
         ok = bool(r["ACC"] > majority) and not bool(r.get("degenerate"))
-        passed += ok
         d = r["dcfg"]
         size = "all" if d.get("train_examples") is None else f"{int(d['train_examples']):,}"
         rows.append({"defense": c.cfg.defense, "task": c.cfg.task, "run id": rid,
@@ -454,50 +372,89 @@ def section_defaults(url: str, df: pd.DataFrame, experiments: Path) -> str:
                      "ACC": _fmt(r["ACC"]), "majority ACC": _fmt(majority),
                      "degenerate": _degenerate(r), "passes": "yes" if ok else "**no**",
                      "AUA": _fmt(r["AUA"]), "AUA@30": _fmt(pd.to_numeric(r.get("aua_at_30"))),
-                     "‖δ‖/‖E‖": _fmt(pd.to_numeric(r.get("delta_ratio")), 3)})
+                     "‖δ‖/‖E‖": _fmt(pd.to_numeric(r.get("delta_ratio")), 3),
+                     "why (failing cells)": "" if ok else budget_evidence(c.cfg.defense,
+                                                                         c.cfg.task)})
+    return rows, len(sweep.cells)
+
+
+def section_defaults(url: str, df: pd.DataFrame, experiments: Path,
+                     cells: tuple[list[dict], int] | None = None) -> str:
+    """experiments/defaults.yaml, one row per finished cell (``cells``: :func:`default_cells`,
+    computed here when not given)."""
+    out = ["## Default runs: every defense on every task", "",
+           "`rbnlp sweep experiments/defaults.yaml`: `rbnlp run --defense D --task T` at "
+           "every default (per-task budgets: docs/defenses.md, \"Per-task budgets\"), seed "
+           "0, TextFooler's default protocol on 100 dev examples. `passes`: ACC above the "
+           "task's majority-class ACC and not degenerate (the most-predicted class exceeds "
+           "its gold share by more than 15 points).", ""]
+    cells = cells if cells is not None else default_cells(url, df, experiments)
+    if cells is None:
+        return "\n".join(out + [f"(no defaults.yaml in {experiments})", ""])
+    rows, total = cells
     if not rows:
         return "\n".join(out + ["(no finished runs of this sweep in the database)", ""])
-    out += [f"{done} of {len(sweep.cells)} cells finished; {passed} pass.", "",
-            _md(pd.DataFrame(rows)), ""]
+    passed = sum(r["passes"] == "yes" for r in rows)
+    out += [f"{len(rows)} of {total} cells finished; {passed} pass.", "",
+            _md(pd.DataFrame(rows)), "",
+            "`why`: the evidence recorded with the defense's per-task budget "
+            "(`Defense.task_budgets`, printed by `rbnlp list defenses`), for a cell that does "
+            "not pass.", ""]
     return "\n".join(out)
 
 
-def section_lambda_default(df: pd.DataFrame) -> str:
-    """experiments/sst2_lambda.yaml: the λ sweep at the default budget (8,000 sentences)."""
-    out = ["## PEAFT λ sweep at the default budget", "",
-           "`rbnlp sweep experiments/sst2_lambda.yaml`: SST-2, seed 0, every default but λ "
-           "(the λ = 0.5 row may be the default run).", ""]
+def budget_evidence(defense: str, task: str) -> str:
+    """The evidence of ``defense``'s per-task budget on ``task``
+    (:class:`~robustbench_nlp.defenses.base.TaskBudget`), or ``"no per-task budget
+    recorded"``."""
+    from robustbench_nlp.errors import RBNLPError
+    from robustbench_nlp.registry import DEFENSES
+
+    try:
+        budget = getattr(DEFENSES.get(defense), "task_budgets", {}).get(task)
+    except RBNLPError:  # a defense plugin not installed here
+        budget = None
+    return budget.evidence if budget is not None and budget.evidence else \
+        "no per-task budget recorded"
+
+
+def lambda_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """experiments/sst2_lambda.yaml: PEAFT on SST-2, seed 0, every default but λ (the λ = 0.5
+    row is the default run), one run per λ, sorted by the column ``λ``."""
     sel = df[(df["defense"] == "peaft") & (df["task"] == "sst2") & (df["attack"] == "textfooler")
              & (df["seed"] == 0) & df["epoch_eval"].isna() & (df["model"] == "minilm")
              & (df["num_examples"] == 100)] if len(df) else df
     if len(sel):
         sel = sel[_default_defense(sel, vary=("adv_lambda",))].copy()
     if sel.empty:
-        return "\n".join(out + ["(no finished runs of this sweep in the database)", ""])
+        return sel
     sel["λ"] = sel["dcfg"].apply(lambda c: float(c.get("adv_lambda")))
-    sel = sel.drop_duplicates("λ", keep="first").sort_values("λ")
-    rows = [{"λ": f"{r['λ']:g}", "run id": r["id"], "ACC": _fmt(r["ACC"]), "AUA": _fmt(r["AUA"]),
-             "AVG": _fmt(r["AVG"]), "ASR": _fmt(r["ASR"]), "train s": _fmt(r["train s"], 0)}
-            for _, r in sel.iterrows()]
-    return "\n".join(out + [_md(pd.DataFrame(rows)), ""])
+    return sel.drop_duplicates("λ", keep="first").sort_values("λ")
 
 
 def section_lambda(df: pd.DataFrame, figures: Path | None = None) -> str:
-    """experiments/cpu_study_lambda.yaml plus the λ = 0.5 seed-0 cell of the seed study."""
+    """experiments/sst2_lambda.yaml: the λ sweep at the default budget, with its plot."""
     out = ["## PEAFT λ sweep (Figure 2a analogue)", "",
-           "`rbnlp sweep experiments/cpu_study_lambda.yaml` (λ = 0, 0.25, 1, 2, 4) and the "
-           "seed-0 PEAFT cell of the seed study (λ = 0.5, the default); SST-2, 2,000 training "
-           "sentences, seed 0, 100 attacked examples. The paper sweeps λ on QNLI.", ""]
+           "`rbnlp sweep experiments/sst2_lambda.yaml`: PEAFT on SST-2, seed 0, every default "
+           f"but λ ({_budget('peaft')}; λ = 0.5 is the default run, λ = 0 trains like prompt "
+           "tuning), TextFooler's default protocol on 100 dev examples. The paper sweeps λ on "
+           "QNLI.", ""]
     sel = lambda_runs(df)
     if sel.empty:
         return "\n".join(out + ["(no finished runs of this sweep in the database)", ""])
-    tab = pd.DataFrame({"λ": sel["λ"], "run id": sel["id"],
-                        **{m: sel[m].map(_fmt) for m in METRICS},
-                        "train s": sel["train s"].map(lambda x: _fmt(x, 0))})
-    out += [_md(tab), ""]
+    rows = [{"λ": f"{r['λ']:g}", "run id": r["id"], "ACC": _fmt(r["ACC"]), "AUA": _fmt(r["AUA"]),
+             "AUA@10": _fmt(pd.to_numeric(r.get("aua_at_10"))),
+             "AUA@30": _fmt(pd.to_numeric(r.get("aua_at_30"))),
+             "curve area": _fmt(pd.to_numeric(r.get("curve_area"))),
+             "AVG": _fmt(r["AVG"]), "ASR": _fmt(r["ASR"]),
+             "‖δ‖/‖E‖": _fmt(pd.to_numeric(r.get("delta_ratio")), 3),
+             "degenerate": _degenerate(r), "train s": _fmt(r["train s"], 0)}
+            for _, r in sel.iterrows()]
+    out += [_md(pd.DataFrame(rows)), ""]
     if figures is not None:
-        name = _plot(figures / "lambda.png", "PEAFT on SST-2: λ vs ACC and AUA", "λ",
-                     {"ACC": (sel["λ"], sel["ACC"]), "AUA": (sel["λ"], sel["AUA"])})
+        name = _plot(figures / "lambda.png", "PEAFT on SST-2: λ vs ACC, AUA@10 and AUA", "λ",
+                     {"ACC": (sel["λ"], sel["ACC"]), "AUA": (sel["λ"], sel["AUA"]),
+                      "AUA@10": (sel["λ"], pd.to_numeric(sel["aua_at_10"]))})
         if name:
             out += [f"![λ vs ACC and AUA]({name})", ""]
     return "\n".join(out)
@@ -551,9 +508,10 @@ def section_calibration(url: str | None) -> str:
 def section_carriers(df: pd.DataFrame) -> str:
     """PEAFT vs its λ = 0 reference (prompt-tuning) for every carrier."""
     out = ["## Carriers: the min-max objective on prompt, prefix, P-tuning and LoRA", "",
-           "`rbnlp run --defense peaft --set carrier=C --set train_examples=2000` and the same "
-           "with `--defense prompt-tuning` (the λ = 0 reference); SST-2, seed 0, 100 attacked "
-           "examples. The `prompt` rows are the seed-0 cells of the seed study.", ""]
+           "`rbnlp sweep experiments/carriers.yaml`: `rbnlp run --defense peaft --set "
+           "carrier=C --set train_examples=2000` and the same with `--defense prompt-tuning` "
+           "(the λ = 0 reference); SST-2, seed 0, TextFooler's default protocol on 100 dev "
+           "examples.", ""]
     sel = df[df["defense"].isin(["peaft", "prompt-tuning"]) & (df["task"] == "sst2")
              & (df["attack"] == "textfooler") & (df["seed"] == 0) & df["epoch_eval"].isna()
              & (df["num_examples"] == 100) & (df["model"] == "minilm")]
@@ -580,11 +538,12 @@ def section_carriers(df: pd.DataFrame) -> str:
 
 
 def section_epochs(df: pd.DataFrame, figures: Path | None = None) -> str:
-    """experiments/cpu_study_epochs.yaml: train_stats['epochs'] of each run."""
+    """experiments/epochs.yaml: train_stats['epochs'] of each run."""
     out = ["## ACC and AUA after every epoch (Figure 2b analogue)", "",
-           "`rbnlp sweep experiments/cpu_study_epochs.yaml`: 3 epochs, 2,000 SST-2 training "
-           "sentences, seed 0; after every epoch ACC on the full dev split and AUA under "
-           "TextFooler on the first 50 dev examples (`--epoch-eval 50`).", ""]
+           "`rbnlp sweep experiments/epochs.yaml`: PEAFT, FreeLB and ROSE at their SST-2 "
+           "defaults but 3 epochs, seed 0; after every epoch ACC on the full dev split and AUA "
+           "under TextFooler (default protocol) on the first 50 dev examples "
+           "(`--epoch-eval 50`). The learning-rate schedule spans the 3 epochs.", ""]
     tab = epoch_rows(df)
     if tab.empty:
         return "\n".join(out + ["(no finished runs with --epoch-eval in the database)", ""])
@@ -662,10 +621,54 @@ def paired_verdict(store, sel: pd.DataFrame, task: str | None = None) -> tuple[s
     return verdict, "; ".join(parts)
 
 
-def section_reading(df: pd.DataFrame, store=None) -> str:
-    """The paper's claims checked against the tables above, each verdict computed from the
+#: the attacks of the default grid, as the reading names them
+CLAIM_ATTACKS = (("textfooler", "TextFooler"), ("advglue", "AdvGLUE"),
+                 ("ensemble", "worst case over the attack suite"))
+
+
+def _claim_grid(df: pd.DataFrame, store, attack: str, name: str) -> list[str]:
+    """The AUA claim on the default grid under ``attack``: one bullet with the count of
+    tasks where it is supported, one sub-bullet per task with its paired verdict
+    (:func:`paired_verdict`, degenerate runs left out) and the mean ACCs."""
+    claim = "*PEAFT reaches far higher AUA than FreeLB and ROSE at similar ACC*"
+    grid = grid_runs(df, attack)
+    if store is None or grid.empty:
+        return [f"- {claim} ({name}): no finished runs of this sweep in the database yet."]
+    parts, supported, compared = [], 0, 0
+    for task in TASKS:
+        g = grid[grid["task"] == task]
+        missing = [PAPER_NAME[d] for d in ("peaft", "freelb", "rose")
+                   if d not in set(g["defense"])]
+        if missing:
+            if len(g):
+                names = (missing[0] if len(missing) == 1
+                         else ", ".join(missing[:-1]) + " and " + missing[-1])
+                parts.append(f"  - {task}: no finished run of {names} yet")
+            continue
+        flags = g["degenerate"].fillna(False).astype(bool)
+        dropped = ", ".join(f"{PAPER_NAME[d]} {int(((g['defense'] == d) & flags).sum())} of "
+                            f"{int((g['defense'] == d).sum())}" for d in ("peaft", "freelb", "rose"))
+        accs = ", ".join(f"{PAPER_NAME[d]} {g.loc[g['defense'] == d, 'ACC'].mean():.2f}"
+                         for d in ("peaft", "freelb", "rose"))
+        verdict, details = paired_verdict(store, g, task)
+        if verdict.startswith("not testable"):
+            parts.append(f"  - {task}: not testable (degenerate runs: {dropped}); mean ACC "
+                         f"{accs}")
+            continue
+        compared += 1
+        supported += verdict.startswith("supported")
+        parts.append(f"  - {task}: {verdict}. {details}. Mean ACC {accs} (degenerate runs, "
+                     f"left out of the test: {dropped}).")
+    return [f"- {claim} ({name}, default budgets, seed pairs pooled per task): supported in "
+            f"{supported} of {compared} testable task(s)."] + parts
+
+
+def section_reading(df: pd.DataFrame, store=None, defaults: tuple[list[dict], int] | None = None
+                    ) -> str:
+    """The paper's claims checked against the tables below, each verdict computed from the
     numbers it quotes (nothing here is typed in by hand): AUA claims by paired tests on the
-    stored examples (:func:`paired_verdict`), not by comparing means and spreads."""
+    stored examples (:func:`paired_verdict`), not by comparing means and spreads;
+    ``defaults``: :func:`default_cells`, for the line on the default cells."""
     out = ["## Reading: the paper's claims at this scale", "",
            "AUA claims are decided by paired tests on the attacked examples: for each pair of "
            "runs of the same seed and protocol, each example is robust (the attack failed) or "
@@ -673,70 +676,36 @@ def section_reading(df: pd.DataFrame, store=None) -> str:
            "the discordant examples gives p, and Newcombe's paired 95% interval bounds the "
            "AUA difference (`rbnlp compare RUN_A RUN_B` shows one pair). Degenerate runs are "
            "left out.", ""]
-    for attack, name in (("textfooler", "TextFooler"), ("advglue", "AdvGLUE")):
-        sel = seed_runs(df, attack)
-        have = {d for d in ("peaft", "freelb", "rose") if (sel["defense"] == d).any()}
-        if len(have) < 3 or store is None:
-            out.append(f"- *PEAFT has far higher AUA than FreeLB and ROSE ({name})*: not all "
-                       "three defenses are in the database yet.")
-            continue
-        verdict, details = paired_verdict(store, sel)
-        accs = {d: _mean_sd(sel.loc[sel["defense"] == d, "ACC"]) for d in have}
-        acc_gap = {d: accs["peaft"][0] - accs[d][0] for d in ("freelb", "rose")}
-        out.append(
-            f"- *PEAFT reaches far higher AUA than FreeLB and ROSE at similar ACC* ({name}, "
-            f"SST-2, 3 seeds): {verdict}. {details}. ACC PEAFT minus FreeLB "
-            f"{acc_gap['freelb']:+.2f}, minus ROSE {acc_gap['rose']:+.2f} points.")
-    for attack, name in (("textfooler", "TextFooler"), ("advglue", "AdvGLUE")):
-        grid = grid_runs(df, attack)
-        if store is None or grid.empty:
-            continue
-        parts, supported, compared = [], 0, 0
-        for task in TASKS:
-            g = grid[grid["task"] == task]
-            if not {"peaft", "freelb", "rose"} <= set(g["defense"]):
-                continue
-            flags = g["degenerate"].fillna(False).astype(bool)
-            dropped = ", ".join(f"{PAPER_NAME[d]} {int(((g['defense'] == d) & flags).sum())}"
-                                for d in ("peaft", "freelb", "rose"))
-            verdict, details = paired_verdict(store, g, task)
-            if verdict.startswith("not testable"):
-                parts.append(f"{task}: not testable (degenerate runs left out: {dropped})")
-                continue
-            compared += 1
-            supported += verdict.startswith("supported")
-            parts.append(f"{task}: {verdict}; {details} (degenerate runs left out: {dropped})")
-        if parts:
-            out.append(f"- *PEAFT reaches far higher AUA than FreeLB and ROSE* ({name}, default "
-                       f"budgets, seed pairs pooled per task): supported in {supported} of "
-                       f"{compared} testable task(s); {'; '.join(parts)}.")
+    for attack, name in CLAIM_ATTACKS:
+        out += _claim_grid(df, store, attack, name)
     lam = lambda_runs(df)
     if len(lam) >= 3:
         def rho(col: str) -> float:  # NaN (not a warning) when a column is constant
-            v = lam[col].astype(float)
+            v = pd.to_numeric(lam[col]).astype(float)
             return float("nan") if v.nunique() < 2 else lam["λ"].corr(v, method="spearman")
 
-        rho_aua, rho_acc = rho("AUA"), rho("ACC")
+        rho_aua, rho_acc, rho_10 = rho("AUA"), rho("ACC"), rho("aua_at_10")
         holds = rho_aua > 0 and rho_acc < 0  # False when either is NaN
         test = ""
+        significant = False
         if store is not None:
             from robustbench_nlp.compare import pooled_comparison
 
             t = pooled_comparison(store, [(lam["id"].iloc[-1], lam["id"].iloc[0])])
-            test = (f"; largest vs smallest λ (paired, same seed): {t.text()}")
+            test = (f"; largest vs smallest λ (paired, same examples): {t.text()}")
             significant = t.significant and t.diff_points > 0
-        else:
-            significant = False
         verdict = ("does not hold" if not holds else "holds" if significant else
                    "not shown (right direction, but the AUA gain from the smallest to the "
                    "largest λ is not significant at the 5% level)")
+        a10 = pd.to_numeric(lam["aua_at_10"])
         out.append(
-            f"- *As λ grows, AUA rises and ACC falls* (SST-2, λ = "
+            f"- *As λ grows, AUA rises and ACC falls* (SST-2, default budget, λ = "
             f"{', '.join(f'{x:g}' for x in lam['λ'])}): "
             f"{verdict} here; Spearman ρ(λ, AUA) = "
-            f"{_rho_text(rho_aua, 'AUA')}, ρ(λ, ACC) = {_rho_text(rho_acc, 'ACC')}; AUA ranges "
-            f"{lam['AUA'].min():.2f}–{lam['AUA'].max():.2f}, ACC {lam['ACC'].min():.2f}–"
-            f"{lam['ACC'].max():.2f}{test}.")
+            f"{_rho_text(rho_aua, 'AUA')}, ρ(λ, ACC) = {_rho_text(rho_acc, 'ACC')}, ρ(λ, "
+            f"AUA@10) = {_rho_text(rho_10, 'AUA@10')}; AUA ranges "
+            f"{lam['AUA'].min():.2f}–{lam['AUA'].max():.2f}, AUA@10 {a10.min():.2f}–"
+            f"{a10.max():.2f}, ACC {lam['ACC'].min():.2f}–{lam['ACC'].max():.2f}{test}.")
     ep = epoch_rows(df)
     if len(ep):
         parts = []
@@ -752,17 +721,16 @@ def section_reading(df: pd.DataFrame, store=None) -> str:
         out.append(f"- *PEAFT gains AUA over epochs while FreeLB and ROSE lose it* (SST-2, AUA "
                    f"on 50 examples after each epoch): {verdict} here, in direction only (the "
                    f"per-epoch AUAs store no example rows to test); {'; '.join(parts)}.")
-    tasks = df[(df["defense"] == "peaft") & _params_are(df) & df["epoch_eval"].isna()
-               & (df["seed"] == 0) & (df["model"] == "minilm")] if len(df) else df
-    if len(tasks):  # at today's defaults only (a run made before a default changed is not)
-        tasks = tasks[_default_defense(tasks)]
-    degenerate = [f"{r['task']} ({_degenerate(r)[5:-1]})" for _, r in
-                  tasks.drop_duplicates(["task"], keep="first").iterrows()
-                  if _degenerate(r) != "no"]
-    if degenerate:
-        out.append("- Degenerate default PEAFT classifiers (predicted / gold share of the "
-                   f"majority class): {', '.join(degenerate)}; their AUA reflects a nearly "
-                   "constant prediction, not robustness.")
+    if defaults is not None and defaults[0]:
+        rows, total = defaults
+        failing = [f"{r['defense']} on {r['task']} ("
+                   + (f"degenerate, {r['degenerate'][5:-1]}" if r["degenerate"] != "no"
+                      else f"ACC {r['ACC']} vs majority {r['majority ACC']}") + ")"
+                   for r in rows if r["passes"] != "yes"]
+        out.append(f"- *Default runs* (`rbnlp run --defense D --task T`, seed 0): {len(rows)} of "
+                   f"{total} finished, {len(rows) - len(failing)} pass (beat the majority class, "
+                   "not degenerate)" + (f"; not passing: {'; '.join(failing)} (why: the "
+                                        "\"Default runs\" table)" if failing else "") + ".")
     return "\n".join(out + [""])
 
 
@@ -830,12 +798,15 @@ def report(url: str, paper_dir: str | None = None, figures: Path | None = None,
                         if k in ("torch", "transformers", "peft", "textattack")) + ".", ""]
     from robustbench_nlp.db import open_store
 
-    parts = [section_reading(df, open_store(url) if len(df) else None), section_sweeps(url, df, Path(experiments)),
-             section_defaults(url, df, Path(experiments)), section_tasks(df, paper), section_grid(df, paper),
-             section_grid(df, paper, "advglue"), section_seeds(df, paper),
-             section_seeds(df, paper, "advglue"), section_lambda(df, figures),
-             section_lambda_default(df), section_calibration(calibration),
-             section_carriers(df), section_epochs(df, figures)]
+    store = open_store(url) if len(df) else None
+    experiments = Path(experiments)
+    defaults = default_cells(url, df, experiments)
+    parts = [section_reading(df, store, defaults),
+             section_sweeps(url, df, experiments, calibration),
+             section_defaults(url, df, experiments, defaults), section_grid(df, paper),
+             section_grid(df, paper, "advglue"), section_grid(df, paper, "ensemble"),
+             section_lambda(df, figures), section_epochs(df, figures),
+             section_calibration(calibration), section_carriers(df)]
     return "\n".join(head + parts)
 
 

@@ -141,3 +141,27 @@ def test_cell_identity_uses_resolved_attack_options(tmp_path):
     p.write_text(base + "params: {peaft: {adv_lambda: [0.5, 1]}}\n")
     explicit, other = load_sweep(p).cells
     assert explicit.key == default_cell.key != other.key
+
+
+@pytest.mark.parametrize("task,same", [("sst2", True), ("rte", False)])
+def test_attacked_column_keys_pair_task_cells_only(tmp_path, task, same):
+    """A run recorded before ``attacked_column`` defaulted to "all" (``None`` then) is its
+    cell on a single-sentence task, where the option changes nothing, and not on a pair
+    task, where ``None`` froze the first segment."""
+    import dataclasses
+
+    from robustbench_nlp.runner import RunConfig, config_to_dict, make_attack
+    from robustbench_nlp.sweep import cell_status
+
+    store = open_store(f"sqlite:///{tmp_path / 'col.db'}")
+    cfg = RunConfig(defense="peaft", task=task)
+    old = dataclasses.asdict(make_attack(cfg).config)
+    assert old["attacked_column"] == "all"  # today's default
+    old["attacked_column"] = None
+    store.create_run(id="old", task=task, defense="peaft", attack="textfooler",
+                     model="minilm", seed=0, num_examples=100, status="finished",
+                     config={"run": config_to_dict(cfg), "attack": old})
+    p = tmp_path / "s.yaml"
+    p.write_text(f"name: c\ngrid: {{defense: [peaft], task: [{task}], attack: [textfooler]}}\n")
+    (cell,) = load_sweep(p).cells
+    assert cell_status(store, [cell]) == ({cell.key: ("finished", "old")} if same else {})

@@ -67,6 +67,9 @@ def test_list_defenses_prints_the_budgets(rte_budget, capsys):
     out = capsys.readouterr().out
     block = out.split("finetune:", 1)[1].split("\n", 1)[1]
     assert "    on rte: epochs=5, lr=0.0001  (probe of the test)\n" in block
+    # a budget with no values records that none was found: the defaults stay
+    prompt = out.split("\nprompt-tuning:", 1)[1].split("\n", 1)[1]
+    assert "    on mrpc: the defaults above  (none found: logistic regression" in prompt
 
 
 @pytest.mark.parametrize("name", sorted(DEFENSES.names()))
@@ -78,14 +81,17 @@ def test_every_shipped_budget_is_valid(name):
         cfg = make_defense(RunConfig(defense=name, task=task)).config
         got = {k: getattr(cfg, k) for k in budget.values}
         assert got == budget.values
-        assert dataclasses.asdict(cfg) != dataclasses.asdict(cls.Config())
+        # a budget changes the defaults, or records that none was found (empty values)
+        assert (dataclasses.asdict(cfg) != dataclasses.asdict(cls.Config())) == bool(budget.values)
+        assert bool(budget.values) or budget.evidence.startswith("none found")
 
 
 def test_shipped_budgets():
     """The budgets chosen from the probes of docs/defenses.md "Per-task budgets": the whole
     split × 3 epochs at lr 1e-4 for the full fine-tuning defenses on MRPC, lr 1e-4 for them
-    on RTE and for FreeLB on QNLI; SST-2 keeps the Config
-    defaults everywhere; the prompt defenses have none (no budget found on MRPC/RTE)."""
+    on RTE and for FreeLB on QNLI; ε = 0.02 for PEAFT on QNLI; SST-2 keeps the Config
+    defaults everywhere; the prompt defenses record that none was found on MRPC and RTE
+    (empty values)."""
     def lr(defense, task):
         return make_defense(RunConfig(defense=defense, task=task)).config.lr
 
@@ -97,5 +103,13 @@ def test_shipped_budgets():
         assert (rte.train_examples, rte.epochs, rte.lr) == (2000, 2, 1e-4)
     assert lr("freelb", "qnli") == 1e-4
     assert lr("finetune", "qnli") == lr("rose", "qnli") == 3e-5
-    for d in ("prompt-tuning", "peaft"):
-        assert DEFENSES.get(d).task_budgets == {}
+    peaft_qnli = make_defense(RunConfig(defense="peaft", task="qnli")).config
+    assert (peaft_qnli.epsilon, peaft_qnli.adv_lr, peaft_qnli.adv_lambda) == (0.02, 0.01, 0.5)
+    assert make_defense(RunConfig(defense="prompt-tuning", task="qnli")).config == \
+        DEFENSES.get("prompt-tuning").Config()
+    for d in ("prompt-tuning", "peaft"):  # MRPC and RTE: none found, the defaults stay
+        budgets = DEFENSES.get(d).task_budgets
+        assert {t: budgets[t].values for t in ("mrpc", "rte")} == {"mrpc": {}, "rte": {}}
+        for task in ("mrpc", "rte", "sst2"):
+            assert make_defense(RunConfig(defense=d, task=task)).config == \
+                DEFENSES.get(d).Config()
