@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         stats = defense_step(model_, batch)
         progress["step"] += 1
         loss = stats["loss"]
-        progress["loss"] = loss if "loss" not in progress else 0.95 * progress["loss"] + 0.05 * loss
+        progress["loss"] = (loss if "loss" not in progress
+                            else 0.95 * progress["loss"] + 0.05 * loss)
         return stats
 
     p.defense.step = step

@@ -647,7 +647,8 @@ def _claim_grid(df: pd.DataFrame, store, attack: str, name: str) -> list[str]:
             continue
         flags = g["degenerate"].fillna(False).astype(bool)
         dropped = ", ".join(f"{PAPER_NAME[d]} {int(((g['defense'] == d) & flags).sum())} of "
-                            f"{int((g['defense'] == d).sum())}" for d in ("peaft", "freelb", "rose"))
+                            f"{int((g['defense'] == d).sum())}"
+                            for d in ("peaft", "freelb", "rose"))
         accs = ", ".join(f"{PAPER_NAME[d]} {g.loc[g['defense'] == d, 'ACC'].mean():.2f}"
                          for d in ("peaft", "freelb", "rose"))
         verdict, details = paired_verdict(store, g, task)

@@ -118,14 +118,15 @@ def test_report_tables_from_the_database(report_mod, db, tmp_path):
     # AdvGLUE grid: AUA 40/41/42 over the same seeds
     assert row("|sst2|peaft|3|82.00±2.00|41.00±1.00|")[-2] == "ag0, ag1, ag2"
     # the worst case beside TextFooler's AUA of the same seeds (seed 0: PEAFT 1, FreeLB 0)
-    assert row("|sst2|peaft|1|80.00|0.00|[0.00,3.70]|1.00|") [-1] == "enpe"
+    assert row("|sst2|peaft|1|80.00|0.00|[0.00,3.70]|1.00|")[-1] == "enpe"
     assert row("|sst2|freelb|1|81.00|1.00|[0.18,5.45]|0.00|")[-1] == "enfl"
     # the λ sweep at the defaults, in λ order; the 2,000-sentence run is not in it
     assert row("|0|lam0|")[2:4] == ["82.00", "0.00"]
     assert row("|0.5|pe0|")[2:5] == ["80.00", "1.00", "11.00"]  # ACC, AUA, AUA@10
     assert row("|2|lam2|")[2:4] == ["75.00", "3.00"]
     assert not [ln for ln in lines if "lam2small" in ln]
-    order = [lines.index(next(ln for ln in lines if ln.replace(" ", "").startswith(f"|{lam}|{rid}|")))
+    order = [lines.index(next(ln for ln in lines
+                              if ln.replace(" ", "").startswith(f"|{lam}|{rid}|")))
              for lam, rid in (("0", "lam0"), ("0.5", "pe0"), ("2", "lam2"))]
     assert order == sorted(order)
     # carriers: lora with the adversarial term
