@@ -89,9 +89,9 @@ def test_every_shipped_budget_is_valid(name):
 def test_shipped_budgets():
     """The budgets chosen from the probes of docs/defenses.md "Per-task budgets": the whole
     split × 3 epochs at lr 1e-4 for the full fine-tuning defenses on MRPC, lr 1e-4 for them
-    on RTE and for FreeLB on QNLI; ε = 0.02 for PEAFT on QNLI; SST-2 keeps the Config
-    defaults everywhere; the prompt defenses record that none was found on MRPC and RTE
-    (empty values)."""
+    on RTE and for FreeLB on QNLI, FreeLB's α = 0.03 on RTE; ε = 0.02 for PEAFT on QNLI;
+    SST-2 keeps the Config defaults everywhere; the prompt defenses record that none was
+    found on MRPC and RTE (empty values)."""
     def lr(defense, task):
         return make_defense(RunConfig(defense=defense, task=task)).config.lr
 
@@ -102,6 +102,10 @@ def test_shipped_budgets():
         rte = make_defense(RunConfig(defense=d, task="rte")).config
         assert (rte.train_examples, rte.epochs, rte.lr) == (2000, 2, 1e-4)
     assert lr("freelb", "qnli") == 1e-4
+    freelb_rte = make_defense(RunConfig(defense="freelb", task="rte"))
+    # α from the MRPC row on RTE; the RTE row's init_mag, max_norm and K stay
+    assert freelb_rte.resolve("rte") == {"adv_lr": 0.03, "adv_init_mag": 0.0,
+                                         "adv_max_norm": 0.0, "adv_steps": 3}
     assert lr("finetune", "qnli") == lr("rose", "qnli") == 3e-5
     peaft_qnli = make_defense(RunConfig(defense="peaft", task="qnli")).config
     assert (peaft_qnli.epsilon, peaft_qnli.adv_lr, peaft_qnli.adv_lambda) == (0.02, 0.01, 0.5)
