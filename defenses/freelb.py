@@ -43,7 +43,9 @@ conversion is applied; an earlier version used the fairseq MRPC row
 0.64, MNORM 4e-1) as "K = 3", which is 4 passes there, on the wrong claim that the Hugging
 Face script has no MRPC row. The reference values are the authors' ALBERT-xxlarge settings in
 absolute embedding units, used unscaled on every backbone; each run records the resulting
-mean per-token ‖δ‖₂/‖E(x)‖₂ (``delta_ratio``).
+mean per-token ‖δ‖₂/‖E(x)‖₂ (``delta_ratio``). One per-task budget overrides a row: on RTE
+α = 0.03 (the MRPC row's) instead of 0.1, because at 0.1 the default RTE run on
+all-MiniLM-L6-v2 stays a constant predictor (:attr:`FreeLB.task_budgets`, docs/defenses.md).
 
 Departures from the reference (documented in the README):
 
