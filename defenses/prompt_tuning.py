@@ -75,10 +75,12 @@ FROZEN_BACKBONE_BUDGETS: dict[str, TaskBudget] = {
     "mrpc": TaskBudget({}, "none found: logistic regression on the frozen features reaches "
                            "66.42-70.34 with 78.7-89.7% 'equivalent' (gold 68.4%); prompt "
                            "tuning on the whole split x 4 epochs: 69.36, 84.3% 'equivalent'; "
-                           "docs/defenses.md, Per-task budgets"),
+                           "seed-0 default runs: prompt tuning 68.14 (88.0%), PEAFT 68.38 "
+                           "(100%); docs/defenses.md, Per-task budgets"),
     "rte": TaskBudget({}, "none found: logistic regression on the frozen features reaches "
-                          "50.54-51.26 (majority class 52.71); docs/defenses.md, Per-task "
-                          "budgets"),
+                          "50.54-51.26 (majority class 52.71); seed-0 default runs: prompt "
+                          "tuning 53.07 (51.6% 'not_entailment', one dev pair over the "
+                          "majority), PEAFT 49.82 (67.1%); docs/defenses.md, Per-task budgets"),
 }
 
 

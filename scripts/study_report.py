@@ -367,8 +367,12 @@ def default_cells(url: str, df: pd.DataFrame, experiments: Path) -> tuple[list[d
         ok = bool(r["ACC"] > majority) and not bool(r.get("degenerate"))
         d = r["dcfg"]
         size = "all" if d.get("train_examples") is None else f"{int(d['train_examples']):,}"
+        extra = [k for k in getattr(task_budget(c.cfg.defense, c.cfg.task), "values", {})
+                 if k not in ("train_examples", "epochs", "lr")]
+        budget = f"{size} × {d.get('epochs')}, lr {d.get('lr')}"
+        budget += "".join(f"; {k} {d.get(k)}" for k in extra)
         rows.append({"defense": c.cfg.defense, "task": c.cfg.task, "run id": rid,
-                     "budget": f"{size} × {d.get('epochs')}, lr {d.get('lr')}",
+                     "budget": budget,
                      "ACC": _fmt(r["ACC"]), "majority ACC": _fmt(majority),
                      "degenerate": _degenerate(r), "passes": "yes" if ok else "**no**",
                      "AUA": _fmt(r["AUA"]), "AUA@30": _fmt(pd.to_numeric(r.get("aua_at_30"))),
@@ -403,17 +407,23 @@ def section_defaults(url: str, df: pd.DataFrame, experiments: Path,
     return "\n".join(out)
 
 
-def budget_evidence(defense: str, task: str) -> str:
-    """The evidence of ``defense``'s per-task budget on ``task``
-    (:class:`~robustbench_nlp.defenses.base.TaskBudget`), or ``"no per-task budget
-    recorded"``."""
+def task_budget(defense: str, task: str):
+    """``defense``'s per-task budget on ``task``
+    (:class:`~robustbench_nlp.defenses.base.TaskBudget`), or None (none recorded, or a
+    defense plugin not installed here)."""
     from robustbench_nlp.errors import RBNLPError
     from robustbench_nlp.registry import DEFENSES
 
     try:
-        budget = getattr(DEFENSES.get(defense), "task_budgets", {}).get(task)
-    except RBNLPError:  # a defense plugin not installed here
-        budget = None
+        return getattr(DEFENSES.get(defense), "task_budgets", {}).get(task)
+    except RBNLPError:
+        return None
+
+
+def budget_evidence(defense: str, task: str) -> str:
+    """The evidence of ``defense``'s per-task budget on ``task`` (:func:`task_budget`), or
+    ``"no per-task budget recorded"``."""
+    budget = task_budget(defense, task)
     return budget.evidence if budget is not None and budget.evidence else \
         "no per-task budget recorded"
 

@@ -260,7 +260,7 @@ def test_defaults_section_checks_every_cell_against_its_majority_class(report_mo
     exp = tmp_path / "experiments"
     exp.mkdir()
     (exp / "defaults.yaml").write_text(
-        "name: defaults\ngrid:\n  defense: [finetune, prompt-tuning]\n  task: [mrpc, rte]\n"
+        "name: defaults\ngrid:\n  defense: [finetune, prompt-tuning, freelb]\n  task: [mrpc, rte]\n"
         "  attack: [textfooler]\n  model: [minilm]\n  seed: [0]\nfixed:\n  num_examples: 100\n")
     url = f"sqlite:///{tmp_path / 'defaults.db'}"
     store = Store(url)
@@ -285,12 +285,15 @@ def test_defaults_section_checks_every_cell_against_its_majority_class(report_mo
     # not degenerate, but below RTE's majority class: fails
     cell_run("ftr", "finetune", "rte", 49.10, {"entailment": 54.5, "not_entailment": 45.5},
              rte_gold, False)
+    # FreeLB's RTE budget sets α beside the lr: the budget column names it
+    cell_run("flr", "freelb", "rte", 57.04, {"entailment": 61.0, "not_entailment": 39.0},
+             rte_gold, False)
     text = report_mod.section_defaults(url, report_mod.load_runs(url), exp)
     lines = text.splitlines()
-    assert "3 of 4 cells finished; 1 pass." in lines
+    assert "4 of 6 cells finished; 2 pass." in lines
     cells = {}
     for ln in lines:
-        if ln.startswith("| finetune") or ln.startswith("| prompt-tuning"):
+        if ln.startswith(("| finetune", "| prompt-tuning", "| freelb")):
             c = [x.strip() for x in ln.strip("|").split("|")]
             cells[(c[0], c[1])] = c
     assert cells[("finetune", "mrpc")][3:8] == ["all × 3, lr 0.0001", "81.86", "68.38", "no",
@@ -298,4 +301,6 @@ def test_defaults_section_checks_every_cell_against_its_majority_class(report_mo
     assert cells[("prompt-tuning", "mrpc")][6:8] == ["yes (84.3 / 68.4)", "**no**"]
     assert cells[("finetune", "rte")][3:8] == ["2,000 × 2, lr 0.0001", "49.10", "52.71", "no",
                                                "**no**"]
-    assert ("prompt-tuning", "rte") not in cells
+    assert cells[("freelb", "rte")][3:8] == ["2,000 × 2, lr 0.0001; adv_lr 0.03", "57.04",
+                                             "52.71", "no", "yes"]
+    assert ("prompt-tuning", "rte") not in cells and ("freelb", "mrpc") not in cells
