@@ -367,8 +367,8 @@ def default_cells(url: str, df: pd.DataFrame, experiments: Path) -> tuple[list[d
         ok = bool(r["ACC"] > majority) and not bool(r.get("degenerate"))
         d = r["dcfg"]
         size = "all" if d.get("train_examples") is None else f"{int(d['train_examples']):,}"
-        extra = [k for k in getattr(task_budget(c.cfg.defense, c.cfg.task), "values", {})
-                 if k not in ("train_examples", "epochs", "lr")]
+        budget_values = getattr(task_budget(c.cfg.defense, c.cfg.task), "values", None) or {}
+        extra = [k for k in budget_values if k not in ("train_examples", "epochs", "lr")]
         budget = f"{size} × {d.get('epochs')}, lr {d.get('lr')}"
         budget += "".join(f"; {k} {d.get(k)}" for k in extra)
         rows.append({"defense": c.cfg.defense, "task": c.cfg.task, "run id": rid,
@@ -407,7 +407,7 @@ def section_defaults(url: str, df: pd.DataFrame, experiments: Path,
     return "\n".join(out)
 
 
-def task_budget(defense: str, task: str):
+def task_budget(defense: str, task: str) -> "TaskBudget | None":
     """``defense``'s per-task budget on ``task``
     (:class:`~robustbench_nlp.defenses.base.TaskBudget`), or None (none recorded, or a
     defense plugin not installed here)."""

@@ -260,8 +260,9 @@ def test_defaults_section_checks_every_cell_against_its_majority_class(report_mo
     exp = tmp_path / "experiments"
     exp.mkdir()
     (exp / "defaults.yaml").write_text(
-        "name: defaults\ngrid:\n  defense: [finetune, prompt-tuning, freelb]\n  task: [mrpc, rte]\n"
-        "  attack: [textfooler]\n  model: [minilm]\n  seed: [0]\nfixed:\n  num_examples: 100\n")
+        "name: defaults\ngrid:\n  defense: [finetune, prompt-tuning, freelb]\n"
+        "  task: [mrpc, rte]\n  attack: [textfooler]\n  model: [minilm]\n  seed: [0]\n"
+        "fixed:\n  num_examples: 100\n")
     url = f"sqlite:///{tmp_path / 'defaults.db'}"
     store = Store(url)
 
