@@ -82,6 +82,16 @@ def _degenerate(r) -> str:
     return f"yes ({pred[top]:.1f} / {gold.get(top, 0.0):.1f})"
 
 
+def _class_share(r) -> str:
+    """``"'equivalent' 98.0% of predictions (gold 68.4%)"`` for a run's most-predicted class,
+    or ``"class shares not recorded"``."""
+    pred, gold = r.get("pred_distribution") or {}, r.get("gold_distribution") or {}
+    if not pred:
+        return "class shares not recorded"
+    top = max(pred, key=pred.get)
+    return f"'{top}' {pred[top]:.1f}% of predictions (gold {gold.get(top, 0.0):.1f}%)"
+
+
 def _params_are(df: pd.DataFrame, **want) -> pd.Series:
     return df["params"].apply(lambda p: p == {k: str(v) for k, v in want.items()})
 
@@ -279,6 +289,16 @@ def section_grid(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
             "15 points; their AUA reflects a nearly constant prediction. `train s`: mean "
             "training seconds (of the TextFooler cell's training where the defense was "
             "reused). " + COLUMN_NOTE, ""]
+    flagged = sel[sel["degenerate"].fillna(False).astype(bool)]
+    if attack == "textfooler" and len(flagged):
+        order = {t: i for i, t in enumerate(TASKS)}
+        flagged = flagged.assign(_t=flagged["task"].map(order),
+                                 _d=flagged["defense"].map(DEFENSE_ORDER.index))
+        items = [f"{r['defense']} on {r['task']}, seed {r['seed']} ({r['id']}): ACC "
+                 f"{r['ACC']:.2f}, {_class_share(r)}"
+                 for _, r in flagged.sort_values(["_t", "_d", "seed"]).iterrows()]
+        out += ["Degenerate runs in this table (the AdvGLUE and attack-suite tables reuse "
+                "their defenses): " + "; ".join(items) + ".", ""]
     return "\n".join(out)
 
 

@@ -115,6 +115,13 @@ def test_report_tables_from_the_database(report_mod, db, tmp_path):
     assert row("|sst2|finetune|1|79.00|0.00|[0.00,3.70]|")
     assert row("|sst2|freelb|3|81.00±0.00|1.00±1.00|")[-2] == "fl0, fl1, fl2"
     assert row("|mrpc|peaft|1|69.90|66.00|")[11] == "1 of 1"  # degenerate
+    # each degenerate run of the TextFooler grid, named with its class share, in table order
+    assert ("Degenerate runs in this table (the AdvGLUE and attack-suite tables reuse their "
+            "defenses): peaft on mrpc, seed 0 (mrpc): ACC 69.90, 'equivalent' 98.0% of "
+            "predictions (gold 68.4%); freelb on rte, seed 0 (rtefl): ACC 56.00, class shares "
+            "not recorded; peaft on qnli, seed 0 (qnpe): ACC 50.80, 'entailment' 99.6% of "
+            "predictions (gold 50.5%).") in lines
+    assert sum(ln.startswith("Degenerate runs in this table") for ln in lines) == 1
     # AdvGLUE grid: AUA 40/41/42 over the same seeds
     assert row("|sst2|peaft|3|82.00±2.00|41.00±1.00|")[-2] == "ag0, ag1, ag2"
     # the worst case beside TextFooler's AUA of the same seeds (seed 0: PEAFT 1, FreeLB 0)
