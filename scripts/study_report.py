@@ -73,23 +73,31 @@ def load_runs(url: str) -> pd.DataFrame:
     return df.rename(columns=RENAME).sort_values("created_at")
 
 
+def _top_class(r) -> tuple[str, float, float] | None:
+    """The run's most-predicted class with its predicted and gold shares (%), or None when
+    the run recorded no class shares."""
+    pred, gold = r.get("pred_distribution") or {}, r.get("gold_distribution") or {}
+    if not pred:
+        return None
+    top = max(pred, key=pred.get)
+    return top, pred[top], gold.get(top, 0.0)
+
+
 def _degenerate(r) -> str:
     """``"yes (98.0 / 68.4)"``: predicted / gold share of the most-predicted class, or "no"."""
-    pred, gold = r.get("pred_distribution") or {}, r.get("gold_distribution") or {}
-    if not bool(r.get("degenerate")) or not pred:
+    top = _top_class(r)
+    if not bool(r.get("degenerate")) or top is None:
         return "no"
-    top = max(pred, key=pred.get)
-    return f"yes ({pred[top]:.1f} / {gold.get(top, 0.0):.1f})"
+    return f"yes ({top[1]:.1f} / {top[2]:.1f})"
 
 
 def _class_share(r) -> str:
     """``"'equivalent' 98.0% of predictions (gold 68.4%)"`` for a run's most-predicted class,
     or ``"class shares not recorded"``."""
-    pred, gold = r.get("pred_distribution") or {}, r.get("gold_distribution") or {}
-    if not pred:
+    top = _top_class(r)
+    if top is None:
         return "class shares not recorded"
-    top = max(pred, key=pred.get)
-    return f"'{top}' {pred[top]:.1f}% of predictions (gold {gold.get(top, 0.0):.1f}%)"
+    return f"'{top[0]}' {top[1]:.1f}% of predictions (gold {top[2]:.1f}%)"
 
 
 def _params_are(df: pd.DataFrame, **want) -> pd.Series:
