@@ -549,7 +549,9 @@ def section_carriers(df: pd.DataFrame) -> str:
            "`rbnlp sweep experiments/carriers.yaml`: `rbnlp run --defense peaft --set "
            "carrier=C --set train_examples=2000` and the same with `--defense prompt-tuning` "
            "(the λ = 0 reference); SST-2, seed 0, TextFooler's default protocol on 100 dev "
-           "examples.", ""]
+           "examples. `degenerate`: predicted / gold share of the most-predicted class when it "
+           "exceeds its gold share by more than 15 points (the AUA of a nearly constant "
+           "classifier).", ""]
     sel = df[df["defense"].isin(["peaft", "prompt-tuning"]) & (df["task"] == "sst2")
              & (df["attack"] == "textfooler") & (df["seed"] == 0) & df["epoch_eval"].isna()
              & (df["num_examples"] == 100) & (df["model"] == "minilm")]
@@ -570,7 +572,7 @@ def section_carriers(df: pd.DataFrame) -> str:
             rows.append({"carrier": c, "adversarial term": name, "run id": r["id"],
                          "ACC": _fmt(r["ACC"]), "AUA": _fmt(r["AUA"]), "AVG": _fmt(r["AVG"]),
                          "ASR": _fmt(r["ASR"]), "avg queries": _fmt(r["avg queries"]),
-                         "trainable": f"{int(r['trainable']):,}",
+                         "degenerate": _degenerate(r), "trainable": f"{int(r['trainable']):,}",
                          "train s": _fmt(r["train s"], 0)})
     return "\n".join(out + [_md(pd.DataFrame(rows)), ""])
 

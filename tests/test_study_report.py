@@ -55,8 +55,8 @@ def _run(store, rid, defense, seed, acc, aua, params, attack="textfooler", task=
 
 @pytest.fixture
 def db(tmp_path):
-    """The default grid (TextFooler, AdvGLUE, ensemble), the λ sweep, an epoch run and a
-    carrier run, each at its defense's defaults on its task unless its options say
+    """The default grid (TextFooler, AdvGLUE, ensemble), the λ sweep, an epoch run and two
+    carrier runs, each at its defense's defaults on its task unless its options say
     otherwise."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
     store = Store(url)
@@ -93,6 +93,9 @@ def db(tmp_path):
     _run(store, "lam2small", "peaft", 0, 70.0, 9.0, {"adv_lambda": "2",
                                                      "train_examples": "2000"})
     _run(store, "lora", "peaft", 0, 78.0, 1.0, {"carrier": "lora", "train_examples": "2000"})
+    _run(store, "ptun", "peaft", 0, 53.9, 8.0, {"carrier": "ptuning", "train_examples": "2000"},
+         degenerate=True, pred_distribution={"negative": 5.0, "positive": 95.0},
+         gold_distribution={"negative": 49.08, "positive": 50.92})
     _run(store, "ep", "peaft", 0, 81.0, 2.0, {"epochs": "3"}, epoch_eval=50,
          num_examples=50, train_stats={"epochs": [{"epoch": 1, "acc": 70.0, "aua": 0.0},
                                                   {"epoch": 2, "acc": 75.5, "aua": 2.0}]})
@@ -138,6 +141,10 @@ def test_report_tables_from_the_database(report_mod, db, tmp_path):
     assert order == sorted(order)
     # carriers: lora with the adversarial term
     assert row("|lora|with(λ=0.5)|lora|")[3] == "78.00"
+    assert row("|lora|with(λ=0.5)|lora|")[8] == "no"  # degenerate
+    # a carrier run that predicts one class, flagged with its predicted / gold share
+    assert row("|ptuning|with(λ=0.5)|ptun|")[3:5] == ["53.90", "8.00"]
+    assert row("|ptuning|with(λ=0.5)|ptun|")[8] == "yes (95.0 / 50.9)"
     # epochs
     assert row("|peaft|ep|2|") == ["peaft", "ep", "2", "75.50", "2.00"]  # no ASR recorded
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["epochs.png", "lambda.png"]
