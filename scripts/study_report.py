@@ -35,6 +35,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from robustbench_nlp.metrics import DEGENERATE_MARGIN
+
+#: the degeneracy flag in words, for the tables' notes (robustbench_nlp.metrics)
+DEGENERATE_RULE = (f"the most-predicted class exceeds its gold share by more than "
+                   f"{DEGENERATE_MARGIN:g} points")
+
 METRICS = ["ACC", "AUA", "AVG", "ASR", "avg queries", "perturbed %"]
 RENAME = {"acc": "ACC", "aua": "AUA", "avg": "AVG", "asr": "ASR", "avg_queries": "avg queries",
           "avg_perturbed_pct": "perturbed %", "trainable_params": "trainable",
@@ -293,8 +299,8 @@ def section_grid(df: pd.DataFrame, paper, attack: str = "textfooler") -> str:
                     paper, PAPER_NAME.get(d, ""), task, attack)
             rows.append(row)
     out += [_md(pd.DataFrame(rows)), "",
-            "`degenerate`: runs whose most-predicted class exceeds its gold share by more than "
-            "15 points; their AUA reflects a nearly constant prediction. `train s`: mean "
+            f"`degenerate`: runs where {DEGENERATE_RULE}; their AUA reflects a nearly "
+            "constant prediction. `train s`: mean "
             "training seconds (of the TextFooler cell's training where the defense was "
             "reused). " + COLUMN_NOTE, ""]
     flagged = sel[sel["degenerate"].fillna(False).astype(bool)]
@@ -418,8 +424,7 @@ def section_defaults(url: str, df: pd.DataFrame, experiments: Path,
            "`rbnlp sweep experiments/defaults.yaml`: `rbnlp run --defense D --task T` at "
            "every default (per-task budgets: docs/defenses.md, \"Per-task budgets\"), seed "
            "0, TextFooler's default protocol on 100 dev examples. `passes`: ACC above the "
-           "task's majority-class ACC and not degenerate (the most-predicted class exceeds "
-           "its gold share by more than 15 points).", ""]
+           f"task's majority-class ACC and not degenerate ({DEGENERATE_RULE}).", ""]
     cells = cells if cells is not None else default_cells(url, df, experiments)
     if cells is None:
         return "\n".join(out + [f"(no defaults.yaml in {experiments})", ""])
@@ -549,9 +554,8 @@ def section_carriers(df: pd.DataFrame) -> str:
            "`rbnlp sweep experiments/carriers.yaml`: `rbnlp run --defense peaft --set "
            "carrier=C --set train_examples=2000` and the same with `--defense prompt-tuning` "
            "(the λ = 0 reference); SST-2, seed 0, TextFooler's default protocol on 100 dev "
-           "examples. `degenerate`: predicted / gold share of the most-predicted class when it "
-           "exceeds its gold share by more than 15 points (the AUA of a nearly constant "
-           "classifier).", ""]
+           f"examples. `degenerate`: predicted / gold share of the most-predicted class when "
+           f"{DEGENERATE_RULE} (the AUA of a nearly constant classifier).", ""]
     sel = df[df["defense"].isin(["peaft", "prompt-tuning"]) & (df["task"] == "sst2")
              & (df["attack"] == "textfooler") & (df["seed"] == 0) & df["epoch_eval"].isna()
              & (df["num_examples"] == 100) & (df["model"] == "minilm")]
